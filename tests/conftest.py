@@ -1,0 +1,62 @@
+"""Shared fixtures: a temporary affectflow home and real generated clips (ffmpeg test sources)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when that folder is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real test data not available: {path} (needs ../shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh AFFECTFLOW_HOME for one test; returns its ``Paths``."""
+    from affectflow.config import get_paths
+
+    monkeypatch.setenv("AFFECTFLOW_HOME", str(tmp_path / "home"))
+    return get_paths().ensure()
+
+
+MakeClip = Callable[..., Path]
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> MakeClip:
+    """Factory writing a real clip with ffmpeg: moving test pattern and/or a sine tone.
+
+    ``make_clip("a.mp4", seconds=1.0, size=(96, 96), fps=25, video=True, audio=True, folder=None)``
+    """
+    import imageio_ffmpeg
+
+    def _make(name: str, seconds: float = 1.0, size: tuple[int, int] = (96, 96), fps: int = 25,
+              video: bool = True, audio: bool = True, folder: Path | None = None,
+              freq: int = 440) -> Path:
+        out = (folder or tmp_path) / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error"]
+        if video:
+            cmd += ["-f", "lavfi", "-i", f"testsrc=size={size[0]}x{size[1]}:rate={fps}:duration={seconds}"]
+        if audio:
+            cmd += ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=16000:duration={seconds}"]
+        if video:
+            cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+        if audio:
+            cmd += ["-c:a", "aac" if out.suffix != ".wav" else "pcm_s16le"]
+        subprocess.run([*cmd, "-shortest", str(out)], check=True, capture_output=True)
+        return out
+
+    return _make
