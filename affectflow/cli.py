@@ -1,0 +1,220 @@
+"""``affectflow``: one command over the pipeline stages, for people and for the Makefile.
+
+Progress goes to stderr; commands that produce a result print it as JSON on the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from affectflow.config import activate_home
+
+DEMO_DATASET = "synthetic"
+EPILOG = """\
+All state lives under AFFECTFLOW_HOME (default ./.affectflow): inbox, quarantine, curated datasets,
+feature cache, MLflow store, BentoML store and Prefect's embedded database.
+
+typical session:
+  affectflow demo                              # synthetic corpus -> ... -> Bento, end to end
+  affectflow synth --out inbox-batch           # write a synthetic batch (media + labels.csv)
+  affectflow ingest --inbox DIR                # validate and accept/quarantine every batch in DIR
+  affectflow train --dataset synthetic         # train, register, promote, package
+  affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR
+  affectflow predict clip.mp4                  # JSON prediction from the champion
+  affectflow serve --port 3000                 # bentoml serve the champion's Bento
+"""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _emit(result: object) -> None:
+    print(json.dumps(result, default=str), flush=True)
+
+
+def _bar(label: str):
+    """A progress callback ``(done, total)`` drawing one updating line on stderr."""
+    def update(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr,
+              flush=True)
+    return update
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from affectflow.synth import write_synthetic_batch
+
+    frame = write_synthetic_batch(Path(args.out), clips=args.clips, speakers=args.speakers, seed=args.seed,
+                                  progress=_bar("synthesising"))
+    _emit({"out": str(Path(args.out).resolve()), "clips": len(frame), "speakers": frame["speaker"].nunique(),
+           "emotions": sorted(frame["emotion"].unique())})
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from flows.ingest import ingest_flow
+
+    if args.inbox:
+        os.environ["AFFECTFLOW_INBOX"] = str(Path(args.inbox).resolve())
+    results = ingest_flow(home=args.home)
+    for result in results:
+        _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
+             + (f" report: {result['report']}" if result["status"] == "quarantined" else ""))
+    _emit(results)
+
+
+def _summary_json(summary: dict) -> dict:
+    keys = ("dataset", "dataset_version", "model_uri", "registered", "promoted", "bento")
+    return {**{k: summary.get(k) for k in keys}, **{k: summary["metrics"].get(k) for k in
+            ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence")}, "metrics": summary["metrics"]}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from flows.train import train_flow
+
+    summary = train_flow(dataset=args.dataset, task=args.task, epochs=args.epochs,
+                         classes=args.classes.split(",") if args.classes else None, seed=args.seed,
+                         home=args.home)
+    _emit(_summary_json(summary))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from affectflow.evaluation import evaluate_batch
+    from affectflow.registry import configure, load_predictor
+
+    paths = activate_home(args.home)
+    configure(paths)
+    metrics, problems = evaluate_batch(load_predictor(args.model), Path(args.data).resolve(), paths)
+    for problem in problems:
+        _say(f"skipped {problem}")
+    _emit({**metrics, "n": int(metrics["n"]), "skipped": len(problems), "model": args.model})
+
+
+def _champion_uri(dataset: str) -> str:
+    from affectflow.registry import CHAMPION, model_name
+
+    return f"models:/{model_name(dataset)}@{CHAMPION}"
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from affectflow.media import MediaError
+    from affectflow.registry import configure, load_predictor
+
+    configure(activate_home(args.home))
+    predictor = load_predictor(args.model or _champion_uri(args.dataset))
+    try:
+        _emit({"clip": args.clip, **predictor.predict_clip(args.clip)})
+    except MediaError as err:
+        _say(f"error: {err}")
+        raise SystemExit(2) from err
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from affectflow.packaging import SERVICE_NAME, serve_command
+
+    activate_home(args.home)
+    command = serve_command(args.bento or f"{SERVICE_NAME}:latest", args.port)
+    _say(f"$ {shlex.join(command)}")
+    raise SystemExit(subprocess.call(command))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from affectflow.ingest import list_datasets
+    from affectflow.synth import write_synthetic_batch
+    from flows.pipeline import pipeline_flow
+
+    paths = activate_home(args.home)
+    started = time.perf_counter()
+    if DEMO_DATASET not in list_datasets(paths):
+        batch = paths.inbox / f"synthetic-seed{args.seed}"
+        _say(f"writing the built-in synthetic corpus to {batch}")
+        write_synthetic_batch(batch, clips=args.clips, speakers=args.speakers, seed=args.seed,
+                              progress=_bar("synthesising"))
+    summary = pipeline_flow(dataset=DEMO_DATASET, epochs=args.epochs, home=str(paths.home))
+    elapsed = time.perf_counter() - started
+    metrics = summary["metrics"]
+    lines = [
+        "", "affectflow demo: done in %.0f s" % elapsed,
+        f"  dataset          {DEMO_DATASET} version {summary['dataset_version']}",
+        f"  test split       {int(metrics['n'])} clips from speakers never seen in training",
+        "  test metrics     UAR %.3f  WAR %.3f  macro-F1 %.3f  CCC arousal %.3f  CCC valence %.3f" % (
+            metrics["uar"], metrics["war"], metrics["macro_f1"], metrics["ccc_arousal"], metrics["ccc_valence"]),
+        f"  registered       {summary['registered']}",
+        f"  champion         {summary['model_uri']} ({summary['promotion_reason']})",
+        f"  bento            {summary['bento'] or 'unchanged (champion kept)'}",
+        "", "next:",
+        "  affectflow serve --port 3000          # then: curl -F video=@clip.mp4 http://127.0.0.1:3000/predict",
+        f"  mlflow ui --backend-store-uri sqlite:///{paths.mlflow_db}",
+        f"  PREFECT_HOME={paths.prefect_home} prefect server start   # runs, logs and artifacts",
+    ]
+    _say("\n".join(lines))
+    _emit(_summary_json(summary) | {"seconds": round(elapsed, 1)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="affectflow", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", help="state folder (default: $AFFECTFLOW_HOME or ./.affectflow)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline end to end on the built-in synthetic corpus")
+    demo.add_argument("--clips", type=int, default=240, help="synthetic clips to generate (default 240)")
+    demo.add_argument("--speakers", type=int, default=8, help="synthetic speakers (default 8)")
+    demo.add_argument("--epochs", type=int, default=40, help="maximum epochs; early stopping (default 40)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
+    demo.set_defaults(func=cmd_demo)
+
+    synth = sub.add_parser("synth", help="write a synthetic audio-visual batch (clips + labels.csv)")
+    synth.add_argument("--out", required=True, help="batch folder to create")
+    synth.add_argument("--clips", type=int, default=240, help="number of clips (default 240)")
+    synth.add_argument("--speakers", type=int, default=8, help="number of speakers (default 8)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.set_defaults(func=cmd_synth)
+
+    ingest = sub.add_parser("ingest", help="validate inbox batches; accept into the store or quarantine")
+    ingest.add_argument("--inbox", help="folder of batches (default: <home>/inbox)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    train = sub.add_parser("train", help="train on a curated dataset, register in MLflow, promote, package")
+    train.add_argument("--dataset", required=True, help="curated dataset name (see the ingest output)")
+    train.add_argument("--task", default="multitask", choices=["classification", "regression", "multitask"])
+    train.add_argument("--epochs", type=int, default=40, help="maximum epochs; early stopping (default 40)")
+    train.add_argument("--classes", help="comma-separated class list; other clips are dropped and counted")
+    train.add_argument("--seed", type=int, default=13, help="seed for split, init and shuffling (default 13)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled batch folder")
+    evaluate.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/affectflow-synthetic@champion")
+    evaluate.add_argument("--data", required=True, help="batch folder with labels.csv and media")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict emotion and [arousal, valence] for one clip")
+    predict.add_argument("clip", help="video (or audio) file")
+    predict.add_argument("--model", help="MLflow model URI (default: the dataset's champion)")
+    predict.add_argument("--dataset", default=DEMO_DATASET, help="whose champion to use (default synthetic)")
+    predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve the champion's Bento over HTTP (bentoml serve)")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--bento", help="Bento tag (default: the latest affectflow Bento)")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    activate_home(args.home)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Prediction on one clip with a trained model and the preprocessing it was trained with.
+
+The same ``extract_features`` runs here as in training, so the CLI and the BentoML service see
+exactly what the model saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import affectflow.model  # noqa: F401  (registers the custom layers and losses for deserialisation)
+from affectflow.config import PreprocessConfig
+from affectflow.features import ClipFeatures, extract_features, stack_inputs
+from affectflow.labels import AFFECT_DIMENSIONS
+from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT
+
+MODEL_FILENAME = "model.keras"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What must travel with a model: its classes, its preprocessing, where it came from."""
+
+    classes: tuple[str, ...]
+    preprocess: PreprocessConfig
+    task: str
+    model_version: str = "unregistered"
+    dataset_version: str = "unknown"
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes), "preprocess": self.preprocess.to_dict(), "task": self.task,
+                "model_version": self.model_version, "dataset_version": self.dataset_version}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCard:
+        return cls(classes=tuple(data["classes"]), preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                   task=data["task"], model_version=str(data.get("model_version", "unregistered")),
+                   dataset_version=str(data.get("dataset_version", "unknown")))
+
+
+class Predictor:
+    """A loaded model plus its card; turns clips into JSON-ready predictions."""
+
+    def __init__(self, model: keras.Model, card: ModelCard):
+        self.model = model
+        self.card = card
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, card: dict | ModelCard) -> Predictor:
+        """Load ``folder/model.keras`` (inference only: no optimizer state)."""
+        model = keras.models.load_model(Path(folder) / MODEL_FILENAME, compile=False)
+        return cls(model, card if isinstance(card, ModelCard) else ModelCard.from_dict(card))
+
+    def predict_features(self, records: list[ClipFeatures]) -> list[dict]:
+        """Predictions for already extracted clips (one dict per clip)."""
+        outputs = self.model(stack_inputs(records), training=False)
+        outputs = {name: np.asarray(value) for name, value in outputs.items()}
+        results = []
+        for i, record in enumerate(records):
+            result: dict = {"model_version": self.card.model_version,
+                            "modalities": {"video": bool(record.video_mask), "audio": bool(record.audio_mask)}}
+            if EMOTION_OUTPUT in outputs:
+                probs = outputs[EMOTION_OUTPUT][i]
+                result["emotion"] = self.card.classes[int(np.argmax(probs))]
+                result["probabilities"] = {c: round(float(p), 6) for c, p in zip(self.card.classes, probs)}
+            if AFFECT_OUTPUT in outputs:
+                for dim, value in zip(AFFECT_DIMENSIONS, outputs[AFFECT_OUTPUT][i]):
+                    result[dim] = round(float(value), 6)
+            results.append(result)
+        return results
+
+    def predict_clip(self, path: str | Path) -> dict:
+        """Decode, extract features and predict; raises ``MediaError`` for unusable files."""
+        return self.predict_features([extract_features(path, self.card.preprocess)])[0]

@@ -1,0 +1,117 @@
+"""MLflow: log a training run, register its model, promote a champion, load models back.
+
+The tracking store is the home's sqlite database unless ``MLFLOW_TRACKING_URI`` points at a server;
+artifacts go under the home (never ``./mlruns`` of whatever directory a worker happens to run in).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from affectflow.config import Paths, TrainConfig
+from affectflow.predict import ModelCard, Predictor
+from affectflow.reports import confusion_matrix_png, metrics_markdown, training_curves_png
+from affectflow.training import TrainingResult
+
+CHAMPION = "champion"
+# Explicit requirements: inferring them costs seconds per logged model and guesses wrong for editable installs.
+MODEL_REQUIREMENTS = ["tensorflow>=2.21,<2.22", "keras>=3.10", "numpy"]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def model_name(dataset: str) -> str:
+    return f"affectflow-{dataset}"
+
+
+def configure(paths: Paths, experiment: str = "affectflow") -> str:
+    """Point MLflow at the home's store and make sure the experiment exists; returns its id."""
+    mlflow.set_tracking_uri(paths.mlflow_tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=paths.mlflow_artifacts.as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _flat(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
+                 sample_inputs: dict[str, np.ndarray], val_metrics: dict[str, float],
+                 extra_params: dict | None = None) -> RegisteredModel:
+    """Log params, metrics, plots and the model of one run and register it as a new version."""
+    name = model_name(dataset)
+    with mlflow.start_run(run_name=f"{dataset}-{config.task}") as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"dataset": dataset, "dataset_version": card.dataset_version, "task": config.task})
+        mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in card.preprocess.to_dict().items()},
+                           "classes": ",".join(card.classes), "dataset_version": card.dataset_version,
+                           "best_epoch": result.best_epoch, **(extra_params or {})})
+        for epoch in range(len(result.history["loss"])):
+            mlflow.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
+        mlflow.log_metrics({**_flat(result.metrics, "test_"), **_flat(val_metrics, "val_")})
+        folder = Path(tmp)
+        if result.confusion is not None:
+            mlflow.log_artifact(str(confusion_matrix_png(result.confusion, card.classes,
+                                                         folder / "confusion_matrix.png")), "plots")
+        mlflow.log_artifact(str(training_curves_png(result.history, folder / "training_curves.png")), "plots")
+        (folder / "test_metrics.md").write_text(metrics_markdown(result.metrics))
+        mlflow.log_artifact(str(folder / "test_metrics.md"), "reports")
+        outputs = {k: np.asarray(v) for k, v in result.model(sample_inputs, training=False).items()}
+        info = mlflow.tensorflow.log_model(
+            result.model, name="model", signature=infer_signature(sample_inputs, outputs),
+            registered_model_name=name, pip_requirements=MODEL_REQUIREMENTS, metadata=card.to_dict(),
+        )
+    return RegisteredModel(name, str(info.registered_model_version), run.info.run_id)
+
+
+def champion(name: str) -> RegisteredModel | None:
+    """The version behind the ``champion`` alias, if any."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return RegisteredModel(name, str(version.version), version.run_id)
+
+
+def set_champion(model: RegisteredModel) -> None:
+    MlflowClient().set_registered_model_alias(model.name, CHAMPION, model.version)
+
+
+def resolve(uri: str) -> str:
+    """``NAME/VERSION`` for a ``models:/NAME@alias`` or ``models:/NAME/VERSION`` URI; other URIs as given."""
+    if not uri.startswith("models:/"):
+        return uri
+    name, sep, alias = uri.removeprefix("models:/").partition("@")
+    if sep:
+        return f"{name}/{MlflowClient().get_model_version_by_alias(name, alias).version}"
+    return uri.removeprefix("models:/")
+
+
+def load_predictor(uri: str) -> Predictor:
+    """A ``Predictor`` from any MLflow model URI (``models:/NAME@champion``, ``runs:/...``)."""
+    card = dict(mlflow.models.get_model_info(uri).metadata or {})
+    if "classes" not in card:
+        raise ValueError(f"{uri} is not an affectflow model (its MLmodel has no affectflow metadata)")
+    card["model_version"] = resolve(uri)
+    return Predictor(mlflow.tensorflow.load_model(uri), ModelCard.from_dict(card))

@@ -1,0 +1,63 @@
+"""Human-readable outputs of a run: plots (confusion matrix, training curves) and metric tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def confusion_matrix_png(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (recall on the diagonal) with raw counts in each cell."""
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.7 * len(classes)))
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center",
+                    color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title or "confusion matrix (rows: recall)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def training_curves_png(history: Mapping[str, Sequence[float]], path: Path) -> Path:
+    """One panel per loss (training and validation), epochs on the x axis."""
+    names = sorted(k for k in history if "loss" in k and not k.startswith("val_"))
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = range(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def metrics_markdown(metrics: Mapping[str, float], title: str = "Test metrics") -> str:
+    """A two-column Markdown table of the headline metrics, then per-class ones."""
+    headline = [k for k in ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean",
+                            "mae_arousal", "mae_valence") if k in metrics]
+    rest = sorted(k for k in metrics if k not in headline)
+    lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
+    for key in headline + rest:
+        value = metrics[key]
+        lines.append(f"| {key} | {int(value) if key == 'n' else f'{value:.4f}'} |")
+    return "\n".join(lines) + "\n"

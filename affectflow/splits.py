@@ -1,0 +1,42 @@
+"""Speaker-independent splits: no speaker is ever on two sides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+class SplitLeakError(AssertionError):
+    """A speaker appears in more than one split."""
+
+
+def speaker_split(speakers: pd.Series, test_fraction: float, val_fraction: float, seed: int) -> pd.Series:
+    """Assign whole speakers to train/val/test (seeded shuffle of the sorted speaker list).
+
+    Fractions are of speakers; test and val get at least one speaker each and train keeps at least one.
+    Returns a Series aligned with ``speakers``.
+    """
+    unique = np.array(sorted(speakers.astype(str).unique()))
+    if len(unique) < 3:
+        raise ValueError(f"speaker-independent train/val/test needs >= 3 speakers, got {len(unique)}")
+    order = np.random.default_rng(seed).permutation(unique)
+    n_test = max(1, int(round(test_fraction * len(unique))))
+    n_val = max(1, int(round(val_fraction * len(unique))))
+    n_test = min(n_test, len(unique) - 2)
+    n_val = min(n_val, len(unique) - n_test - 1)
+    side = {s: "test" for s in order[:n_test]}
+    side.update({s: "val" for s in order[n_test:n_test + n_val]})
+    side.update({s: "train" for s in order[n_test + n_val:]})
+    result = speakers.astype(str).map(side)
+    check_speaker_independence(speakers, result)
+    return result
+
+
+def check_speaker_independence(speakers: pd.Series, split: pd.Series) -> None:
+    """Raise ``SplitLeakError`` naming every speaker found on more than one side."""
+    sides = pd.DataFrame({"speaker": speakers.astype(str), "split": split}).groupby("speaker")["split"].nunique()
+    leaked = sorted(sides[sides > 1].index)
+    if leaked:
+        raise SplitLeakError(f"speakers on more than one side of the split: {leaked}")

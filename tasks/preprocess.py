@@ -1,0 +1,36 @@
+"""Preprocessing task: the feature cache filled for every clip of a curated dataset."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from affectflow.cache import preprocess_clips
+from affectflow.config import PreprocessConfig, get_paths
+from affectflow.ingest import load_dataset
+
+
+@task(name="feature-records")
+def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.DataFrame:
+    """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported."""
+    logger = get_run_logger()
+    paths = get_paths(home)
+    frame = load_dataset(dataset, paths)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            logger.info("preprocessed %d/%d clips", done, total)
+
+    results = preprocess_clips(list(frame["path"]), paths.features, preprocess,
+                               workers=min(4, os.cpu_count() or 1), progress=progress)
+    frame["record"] = [r.record for r in results]
+    failed = [r for r in results if not r.ok]
+    cached = sum(r.cached for r in results)
+    logger.info("%d clips: %d from cache, %d computed, %d failed", len(results), cached,
+                len(results) - cached - len(failed), len(failed))
+    if failed:
+        create_table_artifact(key="preprocess-failures", table=[{"clip": r.clip, "error": r.error} for r in failed])
+    return frame[frame["record"].notna()].reset_index(drop=True)

@@ -1,0 +1,98 @@
+"""The model builder, the CCC loss against numpy, modality dropout, save/load."""
+
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from affectflow.config import PreprocessConfig, TrainConfig
+from affectflow.metrics import ccc
+from affectflow.model import (
+    AFFECT_OUTPUT,
+    EMOTION_OUTPUT,
+    ModalityDropout,
+    build_model,
+    ccc_loss,
+    compile_model,
+)
+
+PRE = PreprocessConfig(num_frames=4, frame_size=32, audio_seconds=0.5)
+
+
+def inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "frames": rng.integers(0, 256, (batch, PRE.num_frames, PRE.frame_size, PRE.frame_size, 3), dtype=np.uint8),
+        "mfcc": rng.normal(size=(batch, PRE.audio_steps, PRE.n_mfcc)).astype("float32"),
+        "video_mask": np.ones((batch, 1), "float32"),
+        "audio_mask": np.ones((batch, 1), "float32"),
+    }
+
+
+def small_model(task: str = "multitask") -> keras.Model:
+    config = replace(TrainConfig(), task=task, hidden_units=16)
+    return build_model(["anger", "happiness", "sadness"], PRE.num_frames, PRE.frame_size, PRE.audio_steps,
+                       PRE.n_mfcc, config)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ccc_loss_is_one_minus_mean_ccc_per_dimension(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(-1, 1, (64, 2)).astype("float32")
+    pred = (0.6 * truth + rng.normal(scale=0.3, size=truth.shape)).astype("float32")
+    expected = 1 - np.mean([ccc(truth[:, i], pred[:, i]) for i in range(2)])
+    assert float(ccc_loss(truth, pred)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_ccc_loss_degenerate_batches_stay_finite():
+    truth = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+    assert float(ccc_loss(truth, truth)) == pytest.approx(0.0, abs=1e-5)
+    constant = np.zeros_like(truth)
+    assert float(ccc_loss(truth, constant)) == pytest.approx(1.0, abs=1e-5)
+    assert np.isfinite(float(ccc_loss(constant, constant)))
+
+
+@pytest.mark.parametrize("task,heads", [("multitask", {EMOTION_OUTPUT, AFFECT_OUTPUT}),
+                                        ("classification", {EMOTION_OUTPUT}), ("regression", {AFFECT_OUTPUT})])
+def test_task_modes_build_their_heads(task, heads):
+    outputs = small_model(task)(inputs(3), training=False)
+    assert set(outputs) == heads
+    if EMOTION_OUTPUT in outputs:
+        probs = np.asarray(outputs[EMOTION_OUTPUT])
+        assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    if AFFECT_OUTPUT in outputs:
+        affect = np.asarray(outputs[AFFECT_OUTPUT])
+        assert affect.shape == (3, 2) and np.all(np.abs(affect) <= 1)
+
+
+def test_masked_modality_does_not_influence_prediction():
+    model = small_model()
+    x = inputs(2)
+    x["audio_mask"][:] = 0
+    other = dict(x, mfcc=np.random.default_rng(9).normal(size=x["mfcc"].shape).astype("float32"))
+    a, b = model(x, training=False), model(other, training=False)
+    np.testing.assert_allclose(np.asarray(a[EMOTION_OUTPUT]), np.asarray(b[EMOTION_OUTPUT]), atol=1e-6)
+
+
+def test_modality_dropout_never_hides_both_and_is_identity_at_inference():
+    layer = ModalityDropout(rate=0.5, seed=1)
+    ones = np.ones((1000, 1), "float32")
+    video, audio = (np.asarray(t) for t in layer((ones, ones), training=True))
+    assert np.all(video + audio >= 1)
+    assert 0.2 < 1 - video.mean() < 0.5
+    same_v, same_a = layer((ones, ones), training=False)
+    assert np.all(np.asarray(same_v) == 1) and np.all(np.asarray(same_a) == 1)
+
+
+def test_fit_reduces_loss_and_saved_model_predicts_the_same(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = compile_model(small_model(), TrainConfig())
+    x = inputs(16)
+    y = {EMOTION_OUTPUT: np.arange(16) % 3, AFFECT_OUTPUT: np.random.default_rng(1).uniform(-1, 1, (16, 2))}
+    history = model.fit(x, y, epochs=8, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    for name in (EMOTION_OUTPUT, AFFECT_OUTPUT):
+        np.testing.assert_allclose(np.asarray(model(x)[name]), np.asarray(loaded(x)[name]), atol=1e-5)
