@@ -103,7 +103,7 @@ def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], preprocess
     fitted = model.fit(
         _dataset(train_set, model.output_names, config.batch_size, shuffle_seed=config.seed),
         validation_data=_dataset(val_set, model.output_names, config.batch_size, shuffle_seed=None),
-        epochs=config.epochs, callbacks=callbacks, verbose=0,
+        epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
     )
     history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
     best_epoch = int(np.argmin(history["val_loss"])) + 1
