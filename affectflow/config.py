@@ -73,7 +73,7 @@ class Paths:
         """``MLFLOW_TRACKING_URI`` wins (e.g. an MLflow server); otherwise the home's sqlite store."""
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
 
-    def ensure(self) -> "Paths":
+    def ensure(self) -> Paths:
         for folder in (self.inbox, self.quarantine, self.datasets, self.features, self.reports,
                        self.mlflow_artifacts, self.bentoml_home, self.prefect_home, self.numba_cache):
             folder.mkdir(parents=True, exist_ok=True)
@@ -86,18 +86,24 @@ def get_paths(home: str | os.PathLike[str] | None = None) -> Paths:
     return Paths(Path(chosen).expanduser().resolve())
 
 
+_SET_BY_US: dict[str, str] = {}
+
+
 def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
     """Point the environment of this process (and its children) at one home.
 
     Sets the variables that Prefect (embedded mode), BentoML and numba read, unless the user has
-    already pointed them somewhere else (a Prefect or MLflow server, say). Call before importing them.
+    pointed them somewhere else (a Prefect server, say); values this function set for an earlier home are
+    replaced, so one process can switch homes (tests do). Call before those libraries read them.
     """
     paths = get_paths(home).ensure()
     os.environ[HOME_ENV] = str(paths.home)
-    os.environ.setdefault("PREFECT_HOME", str(paths.prefect_home))
+    derived = {"PREFECT_HOME": paths.prefect_home, "BENTOML_HOME": paths.bentoml_home,
+               "NUMBA_CACHE_DIR": paths.numba_cache}
+    for name, value in derived.items():
+        if name not in os.environ or os.environ[name] == _SET_BY_US.get(name):
+            os.environ[name] = _SET_BY_US[name] = str(value)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("BENTOML_HOME", str(paths.bentoml_home))
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.numba_cache))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return paths
 
@@ -142,7 +148,7 @@ class PreprocessConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PreprocessConfig":
+    def from_dict(cls, data: dict) -> PreprocessConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

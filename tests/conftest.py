@@ -28,7 +28,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from affectflow.config import get_paths
 
     monkeypatch.setenv("AFFECTFLOW_HOME", str(tmp_path / "home"))
-    return get_paths().ensure()
+    paths = get_paths().ensure()
+    monkeypatch.setenv("BENTOML_HOME", str(paths.bentoml_home))
+    return paths
 
 
 MakeClip = Callable[..., Path]
