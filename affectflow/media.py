@@ -101,8 +101,9 @@ def read_frames(path: str | Path, count: int, size: int) -> np.ndarray:
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 audio at ``sample_rate``; an empty array when the file has no audio stream.
 
-    Uses the static ffmpeg shipped by imageio-ffmpeg (there is no system ffmpeg); ``-map 0:a:0?``
-    makes a missing audio stream an empty output instead of an error.
+    Uses the static ffmpeg shipped by imageio-ffmpeg (there is no system ffmpeg). ``-map 0:a:0?``
+    maps nothing when the file has no audio stream; ffmpeg then refuses to open an output with no
+    stream ("Output file does not contain any stream"), which means "no audio", not a broken file.
     """
     path = Path(path)
     _check_file(path)
@@ -110,6 +111,9 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
            "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     result = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()
+        stderr = result.stderr.decode(errors="replace")
+        if "does not contain any stream" in stderr:
+            return np.zeros(0, dtype=np.float32)
+        reason = stderr.strip().splitlines()
         raise MediaError(f"{path}: audio could not be decoded ({reason[-1] if reason else 'ffmpeg failed'})")
     return np.frombuffer(result.stdout, dtype="<f4").copy()

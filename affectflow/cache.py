@@ -1,0 +1,167 @@
+"""Content-addressed feature cache: a record is keyed by the clip's bytes and the preprocessing config.
+
+Layout: ``<root>/<config-hash>/<clip-sha256>.npz``. Moving or renaming a clip keeps its record; changing
+one byte of it, or any config field, makes a new one. Re-running over unchanged clips decodes nothing:
+a hit costs one file hash and one ``exists`` check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from affectflow.config import PreprocessConfig
+from affectflow.features import ClipFeatures, extract_features, load_features, save_features
+from affectflow.media import MediaError
+
+CHUNK_BYTES = 1 << 20
+Progress = Callable[[int, int], None]
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks so large videos never sit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Feature records of one config under ``root``; ``hits`` and ``computed`` count this instance's work."""
+
+    def __init__(self, root: str | Path, cfg: PreprocessConfig):
+        self.root = Path(root)
+        self.cfg = cfg
+        self.folder = self.root / cfg.hash()
+        self.hits = 0
+        self.computed = 0
+
+    def path_for(self, clip_hash: str) -> Path:
+        return self.folder / f"{clip_hash}.npz"
+
+    def locate(self, clip_path: str | Path) -> tuple[str, Path]:
+        """The clip's content hash and where its record lives (whether or not it exists yet)."""
+        clip_hash = file_sha256(clip_path)
+        return clip_hash, self.path_for(clip_hash)
+
+    def compute(self, clip_path: str | Path, record: Path) -> ClipFeatures:
+        """Extract a clip's features and write its record atomically."""
+        features = extract_features(clip_path, self.cfg)
+        save_features(record, features)
+        self.computed += 1
+        return features
+
+    def get_or_compute(self, clip_path: str | Path) -> ClipFeatures:
+        """The clip's features: loaded when cached, otherwise extracted and stored."""
+        _, record = self.locate(clip_path)
+        if record.exists():
+            self.hits += 1
+            return load_features(record)
+        return self.compute(clip_path, record)
+
+
+@dataclass
+class ClipResult:
+    """What preprocessing did with one clip; a failed clip carries its reason instead of a record."""
+
+    clip: str
+    ok: bool
+    error: str | None
+    record: str | None
+    clip_hash: str | None
+    frames: int            # real video frames in the record (0 when the clip has no usable video)
+    audio_seconds: float   # decoded audio before padding
+    cached: bool
+
+
+def _failure(clip: Path, err: Exception, clip_hash: str | None) -> ClipResult:
+    reason = str(err) if isinstance(err, MediaError) else f"{clip}: {type(err).__name__}: {err}"
+    return ClipResult(str(clip), False, reason, None, clip_hash, 0, 0.0, False)
+
+
+def _success(clip: Path, clip_hash: str, record: Path, video_mask: float, audio_seconds: float,
+             cached: bool, cfg: PreprocessConfig) -> ClipResult:
+    frames = cfg.num_frames if video_mask else 0
+    return ClipResult(str(clip), True, None, str(record), clip_hash, frames, float(audio_seconds), cached)
+
+
+def _process(clip: Path, cache: FeatureCache) -> ClipResult:
+    """One clip, never raising: a hit reads two scalars of the record, a miss decodes the clip."""
+    clip_hash = None
+    try:
+        clip_hash, record = cache.locate(clip)
+        if record.exists():
+            cache.hits += 1
+            with np.load(record, allow_pickle=False) as data:
+                video_mask, seconds = float(data["video_mask"]), float(data["audio_seconds"])
+            return _success(clip, clip_hash, record, video_mask, seconds, True, cache.cfg)
+        features = cache.compute(clip, record)
+        return _success(clip, clip_hash, record, features.video_mask, features.audio_seconds, False,
+                        cache.cfg)
+    except Exception as err:  # any unreadable clip is this clip's result, never the batch's failure
+        return _failure(clip, err, clip_hash)
+
+
+def _in_pool(clips: list[Path], cache: FeatureCache, workers: int,
+             progress: Progress | None) -> list[ClipResult]:
+    """Run clips in worker processes, at most two per worker in flight.
+
+    Workers are spawned (not forked): the caller may hold threads (Prefect, TensorFlow) that a fork
+    would copy in a locked state. If a worker dies (a crashing decoder), the clips in flight fail with
+    that reason and a fresh pool takes the rest.
+    """
+    results: list[ClipResult | None] = [None] * len(clips)
+    todo = deque(range(len(clips)))
+    finished = 0
+    while todo:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            pending: dict[Future[ClipResult], int] = {}
+            broken = False
+            while pending or (todo and not broken):
+                while todo and not broken and len(pending) < 2 * workers:
+                    index = todo.popleft()
+                    try:
+                        pending[pool.submit(_process, clips[index], cache)] = index
+                    except BrokenProcessPool:
+                        todo.appendleft(index)
+                        broken = True
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except Exception as err:
+                        broken = broken or isinstance(err, BrokenProcessPool)
+                        results[index] = _failure(clips[index], err, None)
+                    finished += 1
+                    if progress:
+                        progress(finished, len(clips))
+    return results
+
+
+def preprocess_clips(paths: Sequence[str | Path], cache_root: str | Path, cfg: PreprocessConfig,
+                     workers: int = 1, progress: Progress | None = None) -> list[ClipResult]:
+    """Make sure every clip has a cached record; one result per clip, in input order.
+
+    A clip that cannot be read is reported (``ok=False`` with its reason) and the others go on.
+    ``progress(done, total)`` is called after each clip.
+    """
+    clips = [Path(p) for p in paths]
+    cache = FeatureCache(cache_root, cfg)
+    if workers > 1:
+        return _in_pool(clips, cache, workers, progress)
+    results = []
+    for clip in clips:
+        results.append(_process(clip, cache))
+        if progress:
+            progress(len(results), len(clips))
+    return results

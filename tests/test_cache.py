@@ -1,0 +1,92 @@
+"""The content-addressed feature cache: hits decode nothing, config changes recompute, bad clips are reported."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from affectflow.cache import FeatureCache, file_sha256, preprocess_clips
+from affectflow.config import PreprocessConfig
+
+CFG = PreprocessConfig(num_frames=8, frame_size=32, audio_seconds=1.0, n_mfcc=13)
+
+
+@pytest.fixture
+def clips(make_clip, tmp_path):
+    folder = tmp_path / "clips"
+    return [make_clip(f"c{i}.mp4", seconds=1.0, folder=folder, freq=300 + 100 * i) for i in range(3)]
+
+
+def test_file_sha256_streams_large_files(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 5 * 2**19 + 7, dtype=np.uint8).tobytes()
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_second_run_decodes_nothing(home, clips):
+    first = FeatureCache(home.features, CFG)
+    computed = [first.get_or_compute(clip) for clip in clips]
+    assert (first.computed, first.hits) == (3, 0)
+    for clip in clips:
+        assert first.path_for(file_sha256(clip)) == home.features / CFG.hash() / f"{file_sha256(clip)}.npz"
+        assert first.path_for(file_sha256(clip)).is_file()
+
+    second = FeatureCache(home.features, CFG)
+    loaded = [second.get_or_compute(clip) for clip in clips]
+    assert (second.computed, second.hits) == (0, 3)
+    for fresh, cached in zip(computed, loaded, strict=True):
+        np.testing.assert_array_equal(fresh.frames, cached.frames)
+        np.testing.assert_array_equal(fresh.mfcc, cached.mfcc)
+
+
+def test_records_follow_content_not_name(home, clips, tmp_path):
+    cache = FeatureCache(home.features, CFG)
+    cache.get_or_compute(clips[0])
+    renamed = shutil.copy(clips[0], tmp_path / "renamed.mp4")
+    cache.get_or_compute(renamed)
+    assert (cache.computed, cache.hits) == (1, 1)
+
+
+def test_changed_config_recomputes_in_a_new_folder(home, clips):
+    FeatureCache(home.features, CFG).get_or_compute(clips[0])
+    changed = PreprocessConfig(num_frames=4, frame_size=32, audio_seconds=1.0, n_mfcc=13)
+    cache = FeatureCache(home.features, changed)
+    features = cache.get_or_compute(clips[0])
+    assert (cache.computed, cache.hits) == (1, 0)
+    assert features.frames.shape[0] == 4 and features.config_hash == changed.hash()
+    assert sorted(p.name for p in home.features.iterdir()) == sorted([CFG.hash(), changed.hash()])
+
+
+def test_preprocess_clips_reports_bad_clips_and_keeps_going(home, clips, tmp_path):
+    garbage = tmp_path / "clips" / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01garbage" * 500)
+    missing = tmp_path / "clips" / "missing.mp4"
+    paths = [clips[0], garbage, clips[1], missing, clips[2]]
+    seen: list[tuple[int, int]] = []
+
+    results = preprocess_clips(paths, home.features, CFG, workers=2, progress=lambda d, t: seen.append((d, t)))
+
+    assert [r.clip for r in results] == [str(p) for p in paths]
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert "garbage.mp4" in results[1].error and "missing.mp4" in results[3].error
+    assert results[1].record is None and results[1].clip_hash == file_sha256(garbage)
+    assert sorted(seen) == [(i, 5) for i in range(1, 6)]
+    for result in (results[0], results[2], results[4]):
+        assert result.record.endswith(f"{result.clip_hash}.npz")
+        assert (result.frames, result.cached) == (CFG.num_frames, False)
+        assert result.audio_seconds == pytest.approx(1.0, abs=0.05)
+
+    again = preprocess_clips(paths, home.features, CFG)
+    assert [r.cached for r in again] == [True, False, True, False, True]
+    assert [(r.ok, r.record, r.frames) for r in again] == [(r.ok, r.record, r.frames) for r in results]
+
+
+def test_preprocess_clips_counts_video_frames_only_for_clips_with_video(home, make_clip):
+    mute = make_clip("tone.wav", seconds=1.0, video=False)
+    (result,) = preprocess_clips([mute], home.features, CFG)
+    assert (result.ok, result.frames) == (True, 0)
+    assert result.audio_seconds == pytest.approx(1.0, abs=0.01)
