@@ -104,6 +104,7 @@ def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
         if name not in os.environ or os.environ[name] == _SET_BY_US.get(name):
             os.environ[name] = _SET_BY_US[name] = str(value)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # no usage reporting from a closed network
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return paths
 

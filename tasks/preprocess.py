@@ -13,6 +13,11 @@ from affectflow.config import PreprocessConfig, get_paths
 from affectflow.ingest import load_dataset
 
 
+def _workers(clips: int) -> int:
+    """A process pool costs ~3 s to start (imports, numba cache): worth it only for larger batches."""
+    return max(1, min(os.cpu_count() or 1, clips // 100))
+
+
 @task(name="feature-records")
 def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.DataFrame:
     """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported."""
@@ -25,7 +30,7 @@ def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd
             logger.info("preprocessed %d/%d clips", done, total)
 
     results = preprocess_clips(list(frame["path"]), paths.features, preprocess,
-                               workers=min(4, os.cpu_count() or 1), progress=progress)
+                               workers=_workers(len(frame)), progress=progress)
     frame["record"] = [r.record for r in results]
     failed = [r for r in results if not r.ok]
     cached = sum(r.cached for r in results)

@@ -1,0 +1,92 @@
+"""BentoML service: upload a video, get its emotion, class probabilities and arousal/valence as JSON.
+
+Run from the repository root (or serve a Bento built by ``affectflow.packaging.build_bento``)::
+
+    AFFECTFLOW_MODEL_TAG=affectflow-emotion:latest bentoml serve serving.service:EmotionService --port 3000
+    curl -F video=@clip.mp4 http://127.0.0.1:3000/predict
+    curl -X POST http://127.0.0.1:3000/metadata
+
+The upload is a plain ``Path`` with no ``ContentType`` annotation, so any content type is accepted: curl
+sends ``application/octet-stream`` for most video files, which ``ContentType("video/*")`` would reject.
+The file's bytes decide instead, and one holding neither decodable video nor audio (garbage, empty) gets a
+400 with ``{"error": ...}`` saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from http import HTTPStatus
+from pathlib import Path
+
+from affectflow.config import HOME_ENV, get_paths
+
+
+def _numba_cache_dir() -> str:
+    """A writable cache for librosa's compiled code: the home's when one is set, else a temp folder."""
+    if HOME_ENV in os.environ:
+        return str(get_paths().numba_cache)
+    return os.path.join(tempfile.gettempdir(), "affectflow-numba-cache")
+
+
+# numba reads this once, when librosa first imports it.
+os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
+
+import bentoml  # noqa: E402
+import numpy as np  # noqa: E402
+
+from affectflow.features import ClipFeatures, compute_mfcc  # noqa: E402
+from affectflow.media import MediaError  # noqa: E402
+from affectflow.packaging import BENTO_MODEL_NAME, MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
+from affectflow.predict import Predictor  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def model_tag() -> str:
+    """The model to serve: the tag a Bento was built with, else ``$AFFECTFLOW_MODEL_TAG``, else the latest."""
+    pinned = getattr(bentoml.use_arguments(), MODEL_TAG_ARG, None)
+    return pinned or os.environ.get(MODEL_TAG_ENV) or f"{BENTO_MODEL_NAME}:latest"
+
+
+def warm_up(predictor: Predictor) -> None:
+    """Compile librosa's numba code and run the model once, so the first request is not seconds slow."""
+    cfg = predictor.card.preprocess
+    tone = np.sin(2 * np.pi * 440 * np.arange(cfg.audio_samples) / cfg.sample_rate).astype(np.float32)
+    blank = np.zeros((cfg.num_frames, cfg.frame_size, cfg.frame_size, 3), dtype=np.uint8)
+    predictor.predict_features([ClipFeatures(frames=blank, mfcc=compute_mfcc(tone, cfg), video_mask=1.0,
+                                             audio_mask=1.0, audio_seconds=cfg.audio_seconds,
+                                             config_hash=cfg.hash())])
+
+
+@bentoml.service(name=SERVICE_NAME, traffic={"timeout": 120})
+class EmotionService:
+    """Loads the model and its card once per worker; each request decodes one uploaded clip."""
+
+    model = bentoml.models.BentoModel(model_tag())
+
+    def __init__(self) -> None:
+        self.predictor = Predictor.from_dir(self.model.path, self.model.info.metadata)
+        warm_up(self.predictor)
+
+    @bentoml.api(route="/predict")
+    def predict(self, video: Path, ctx: bentoml.Context) -> dict:
+        """``emotion``, ``probabilities``, ``arousal``, ``valence``, ``model_version``, ``modalities``.
+
+        An unusable file is answered with 400 and ``{"error": ...}``. The status is set here rather than by
+        raising ``InvalidArgument``, whose 4xx body BentoML 1.4 wraps in a list (``[{"error": ...}]``).
+        """
+        try:
+            return self.predictor.predict_clip(video)
+        except MediaError as err:
+            # The message names the server's temp copy of the upload: keep the reason, drop the path.
+            reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
+            logger.info("rejected an upload: %s", reason)
+            ctx.response.status_code = HTTPStatus.BAD_REQUEST
+            return {"error": f"not a usable video: {reason}"}
+
+    @bentoml.api(route="/metadata")
+    def metadata(self) -> dict:
+        """The served model's card (classes, preprocessing, versions) and its BentoML tag."""
+        return {**self.predictor.card.to_dict(), "model_tag": str(self.model.tag)}
