@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -63,9 +62,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from flows.ingest import ingest_flow
 
-    if args.inbox:
-        os.environ["AFFECTFLOW_INBOX"] = str(Path(args.inbox).resolve())
-    results = ingest_flow(home=args.home)
+    results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None)
     for result in results:
         _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
              + (f" report: {result['report']}" if result["status"] == "quarantined" else ""))
@@ -143,11 +140,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     metrics = summary["metrics"]
     lines = [
-        "", "affectflow demo: done in %.0f s" % elapsed,
+        "", f"affectflow demo: done in {elapsed:.0f} s",
         f"  dataset          {DEMO_DATASET} version {summary['dataset_version']}",
         f"  test split       {int(metrics['n'])} clips from speakers never seen in training",
-        "  test metrics     UAR %.3f  WAR %.3f  macro-F1 %.3f  CCC arousal %.3f  CCC valence %.3f" % (
-            metrics["uar"], metrics["war"], metrics["macro_f1"], metrics["ccc_arousal"], metrics["ccc_valence"]),
+        f"  test metrics     UAR {metrics['uar']:.3f}  WAR {metrics['war']:.3f}  macro-F1 {metrics['macro_f1']:.3f}"
+        f"  CCC arousal {metrics['ccc_arousal']:.3f}  CCC valence {metrics['ccc_valence']:.3f}",
         f"  registered       {summary['registered']}",
         f"  champion         {summary['model_uri']} ({summary['promotion_reason']})",
         f"  bento            {summary['bento'] or 'unchanged (champion kept)'}",

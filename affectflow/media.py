@@ -56,11 +56,15 @@ def probe(path: str | Path) -> MediaInfo:
     _check_file(path)
     try:
         reader = _video_reader(path)
-        num_frames, fps = len(reader), float(reader.get_avg_fps())
-        height, width = reader[0].shape[:2] if num_frames else (0, 0)
-        del reader
     except MediaError:
         num_frames, fps, width, height = 0, 0.0, 0, 0
+    else:
+        num_frames, fps = len(reader), float(reader.get_avg_fps())
+        try:
+            height, width = reader[0].shape[:2] if num_frames else (0, 0)
+        except Exception as err:  # decord raises bare DECORDError/RuntimeError on damaged streams
+            raise MediaError(f"{path}: video stream is damaged ({str(err).splitlines()[0][:120]})") from err
+        del reader
     audio = read_audio(path, sample_rate=8000)
     has_video, has_audio = num_frames > 0, audio.size > 0
     if not (has_video or has_audio):

@@ -9,9 +9,9 @@ from tasks.ingest import ingested_batches
 
 
 @flow(name="affectflow-ingest", log_prints=True)
-def ingest_flow(home: str | None = None) -> list[dict]:
-    """Every batch in ``<home>/inbox`` ends either in the curated store or in quarantine with a report."""
-    return ingested_batches(str(activate_home(home).home))
+def ingest_flow(home: str | None = None, inbox: str | None = None) -> list[dict]:
+    """Every batch in ``inbox`` (default ``<home>/inbox``) ends in the curated store or in quarantine."""
+    return ingested_batches(str(activate_home(home).home), inbox)
 
 
 if __name__ == "__main__":

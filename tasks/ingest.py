@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from affectflow.config import get_paths
-from affectflow.ingest import ingest_inbox
+from affectflow.ingest import IngestResult, ingest_inbox
 
 
 @task(name="ingested-batches")
-def ingested_batches(home: str) -> list[dict]:
-    """Ingest the inbox of ``home``; quarantine reports become artifacts."""
+def ingested_batches(home: str, inbox: str | None = None) -> list[dict]:
+    """Ingest ``inbox`` (default: the home's); quarantine reports become artifacts."""
     logger = get_run_logger()
-    results = [asdict(r) for r in ingest_inbox(get_paths(home), progress=lambda msg: logger.info(msg))]
+
+    def progress(done: int, total: int, result: IngestResult) -> None:
+        logger.info("[%d/%d] batch %s: %s (%d clips, %d new) %s", done, total, result.batch, result.status,
+                    result.n_clips, result.n_new, "; ".join(result.reasons))
+
+    results = ingest_inbox(get_paths(home), progress=progress, inbox=Path(inbox) if inbox else None)
     for result in results:
-        logger.info("batch %s: %s (%s clips, %s new)", result["batch"], result["status"], result["n_clips"],
-                    result["n_new"])
-        if result["status"] == "quarantined":
-            create_markdown_artifact(key="quarantine-report", markdown=open(result["report"]).read())
+        if result.status == "quarantined":
+            create_markdown_artifact(key="quarantine-report", markdown=Path(result.report).read_text())
     if results:
-        create_table_artifact(key="ingest-results", table=[{k: str(v) for k, v in r.items()} for r in results])
-    return results
+        create_table_artifact(key="ingest-results",
+                              table=[{k: str(v) for k, v in r.to_dict().items()} for r in results])
+    return [r.to_dict() for r in results]

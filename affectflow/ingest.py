@@ -1,0 +1,277 @@
+"""Batches move from the inbox to the curated store or to quarantine, and nothing is ever lost.
+
+A batch folder lives in exactly one place: ``inbox/<batch>``, ``quarantine/<batch>`` (failed
+validation; ``report.md`` and ``report.json`` inside) or ``datasets/<dataset>/<batch>`` (passed).
+Each move is one ``os.rename`` of the whole folder (atomic on one filesystem, so the home must be on
+one). Before a passing batch moves it gets ``ingest.json``, the journal of its clips and their
+content hashes; after the move the dataset's append-only ``manifest.parquet`` is rewritten atomically.
+A kill between the two leaves a store folder whose journal names clips absent from the manifest:
+every later ingest completes it first. Each clip hash enters the manifest once; a batch whose clips
+are all known already is a "duplicate": its folder is still kept in the store (under a suffixed name
+if needed), but it adds no rows. Names never overwrite: a taken name gets ``-2``, ``-3``, ...
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from affectflow.cache import file_sha256
+from affectflow.config import Paths
+from affectflow.validation import REPORT_MD, ValidationReport, read_labels, validate_batch
+
+JOURNAL = "ingest.json"
+MANIFEST = "manifest.parquet"
+MANIFEST_COLUMNS: tuple[str, ...] = ("clip_hash", "batch", "path", "speaker", "emotion", "arousal", "valence",
+                                     "intensity", "split", "ingested_at")
+NUMBER_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
+VERSION_COLUMNS: tuple[str, ...] = ("clip_hash", "speaker", "emotion", "arousal", "valence")
+
+Status = Literal["accepted", "quarantined", "duplicate"]
+Progress = Callable[[int, int, "IngestResult"], None]
+
+
+class UnknownDatasetError(LookupError):
+    """No manifest exists for the dataset asked for; the message lists the ones that do."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one batch and where its folder is now (``location``)."""
+
+    batch: str
+    status: Status
+    dataset: str | None
+    n_clips: int
+    n_new: int
+    dataset_version: str | None
+    report: Path
+    location: Path
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+
+@contextmanager
+def _ingest_lock(paths: Paths) -> Iterator[None]:
+    """One mover per home at a time: renames and manifest rewrites are read-modify-write."""
+    paths.home.mkdir(parents=True, exist_ok=True)
+    with open(paths.home / ".ingest.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_name(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    candidate, suffix = parent / name, 2
+    while candidate.exists() or candidate.is_symlink():
+        candidate, suffix = parent / f"{name}-{suffix}", suffix + 1
+    return candidate
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+
+
+def _number(value: object) -> float | None:
+    """A validated label number (text in the CSV); empty cells and ``nan`` become None."""
+    number = float(value) if isinstance(value, str) else math.nan
+    return None if math.isnan(number) else number
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _clip_records(batch_dir: Path, labels: pd.DataFrame) -> list[dict]:
+    """One journal record per labels row of a validated batch, with the clip's content hash."""
+    return [{"path": row["path"], "clip_hash": file_sha256(batch_dir / row["path"]),
+             "speaker": row["speaker"], "emotion": row["emotion"],
+             **{name: _number(row.get(name)) for name in NUMBER_COLUMNS}, "split": _text(row.get("split"))}
+            for row in labels.to_dict("records")]
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype(dict.fromkeys(NUMBER_COLUMNS, "float64"))
+    frame["ingested_at"] = pd.to_datetime(frame["ingested_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def _read_manifest(store: Path) -> pd.DataFrame:
+    manifest = store / MANIFEST
+    if manifest.is_file():
+        return pd.read_parquet(manifest)
+    return _typed(pd.DataFrame({name: pd.Series(dtype="object") for name in MANIFEST_COLUMNS}))
+
+
+def _new_rows(folder: Path, clips: list[dict], known: set[str], ingested_at: str) -> list[dict]:
+    """Manifest rows for the clips of the store folder ``folder`` whose hash is not known yet."""
+    rows = []
+    for clip in clips:
+        if clip["clip_hash"] in known:
+            continue
+        known.add(clip["clip_hash"])
+        rows.append({**clip, "batch": folder.name, "path": f"{folder.name}/{clip['path']}",
+                     "ingested_at": ingested_at})
+    return rows
+
+
+def _append(store: Path, manifest: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """Old rows untouched, new rows after them, written as a whole new file then swapped in."""
+    if not rows:
+        return manifest
+    added = _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
+    frame = pd.concat([manifest, added], ignore_index=True) if len(manifest) else added
+    _write_atomic(store / MANIFEST, frame.to_parquet(index=False))
+    return frame
+
+
+def _completed_manifest(store: Path) -> pd.DataFrame:
+    """The manifest after adding journaled clips that a killed run moved but did not record."""
+    manifest = _read_manifest(store)
+    known = set(manifest["clip_hash"])
+    journals = []
+    for folder in (p for p in sorted(store.iterdir()) if (p / JOURNAL).is_file()):
+        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
+        journals.append((journal["ingested_at"], folder, journal["clips"]))
+    rows = [row for ingested_at, folder, clips in sorted(journals, key=lambda item: item[:2])
+            for row in _new_rows(folder, clips, known, ingested_at)]
+    return _append(store, manifest, rows)
+
+
+def recover(paths: Paths) -> int:
+    """Complete every dataset's manifest after an interrupted ingest; returns the rows added."""
+    if not paths.datasets.is_dir():
+        return 0
+    added = 0
+    with _ingest_lock(paths):
+        for store in sorted(p for p in paths.datasets.iterdir() if p.is_dir()):
+            before = len(_read_manifest(store))
+            added += len(_completed_manifest(store)) - before
+    return added
+
+
+def _version(manifest: pd.DataFrame) -> str:
+    def text(value: object) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return repr(float(value)) if isinstance(value, float) else str(value)
+
+    lines = sorted("\t".join(map(text, record))
+                   for record in manifest[list(VERSION_COLUMNS)].itertuples(index=False, name=None))
+    return "v-" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def _quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
+    with _ingest_lock(paths):
+        target = _free_name(paths.quarantine, batch_dir.name)
+        os.rename(batch_dir, target)
+    return IngestResult(batch_dir.name, "quarantined", report.dataset, report.n_rows, 0, None,
+                        target / REPORT_MD, target, [failure.describe() for failure in report.failures])
+
+
+def _accept(batch_dir: Path, dataset: str, clips: list[dict], paths: Paths) -> IngestResult:
+    store = paths.datasets / dataset
+    with _ingest_lock(paths):
+        store.mkdir(parents=True, exist_ok=True)
+        manifest = _completed_manifest(store)
+        known = set(manifest["clip_hash"])
+        target = _free_name(store, batch_dir.name)
+        ingested_at = datetime.now(UTC).isoformat()
+        journal = {"dataset": dataset, "source": batch_dir.name, "ingested_at": ingested_at, "clips": clips}
+        _write_atomic(batch_dir / JOURNAL, json.dumps(journal, indent=2).encode())
+        os.rename(batch_dir, target)
+        rows = _new_rows(target, clips, known, ingested_at)
+        manifest = _append(store, manifest, rows)
+    known_before = len(clips) - len(rows)
+    reasons = [f"{known_before} of {len(clips)} clips were already in dataset {dataset} (same content); "
+               f"the files are kept in {target}"] if known_before else []
+    return IngestResult(batch_dir.name, "accepted" if rows else "duplicate", dataset, len(clips), len(rows),
+                        _version(manifest), target / REPORT_MD, target, reasons)
+
+
+def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False) -> IngestResult:
+    """Validate one batch folder, then move it to quarantine or into the store and record its clips.
+
+    The reports (and GX Data Docs under ``data_docs/`` when asked) are written into the batch folder
+    before it moves, so they travel with it.
+    """
+    batch_dir = Path(batch_dir)
+    if not batch_dir.is_dir():
+        raise FileNotFoundError(f"no batch folder at {batch_dir}")
+    report = validate_batch(batch_dir, docs_dir=batch_dir / "data_docs" if data_docs else None)
+    report.write(batch_dir)
+    if not report.success:
+        return _quarantine(batch_dir, report, paths)
+    clips = _clip_records(batch_dir, read_labels(batch_dir))
+    return _accept(batch_dir, str(report.dataset), clips, paths)  # a passing batch names one dataset
+
+
+def pending_batches(inbox: Path) -> list[Path]:
+    """Batch folders waiting in ``inbox``, sorted; dot-folders are uploads still in progress."""
+    if not inbox.is_dir():
+        return []
+    return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool = False,
+                 inbox: Path | None = None) -> list[IngestResult]:
+    """Finish any interrupted ingest, then ingest every batch of ``inbox`` (default: the home's).
+
+    ``progress(done, total, result)`` is called after each batch.
+    """
+    recover(paths)
+    batches = pending_batches(inbox or paths.inbox)
+    results = []
+    for done, batch in enumerate(batches, 1):
+        results.append(ingest_batch(batch, paths, data_docs=data_docs))
+        if progress is not None:
+            progress(done, len(batches), results[-1])
+    return results
+
+
+def list_datasets(paths: Paths) -> list[str]:
+    """Datasets with a manifest in the curated store."""
+    if not paths.datasets.is_dir():
+        return []
+    return sorted(p.name for p in paths.datasets.iterdir() if (p / MANIFEST).is_file())
+
+
+def _manifest_of(dataset: str, paths: Paths) -> pd.DataFrame:
+    if dataset not in list_datasets(paths):
+        known = ", ".join(list_datasets(paths)) or "none ingested yet"
+        raise UnknownDatasetError(f"unknown dataset {dataset!r} in {paths.datasets} (available: {known})")
+    return pd.read_parquet(paths.datasets / dataset / MANIFEST)
+
+
+def dataset_version(dataset: str, paths: Paths) -> str:
+    """``v-`` + 12 hex digits of the manifest's labelled content; the same clips and labels give the same id."""
+    return _version(_manifest_of(dataset, paths))
+
+
+def load_dataset(dataset: str, paths: Paths) -> pd.DataFrame:
+    """The manifest rows of ``dataset`` with ``path`` made absolute."""
+    manifest = _manifest_of(dataset, paths)
+    manifest["path"] = [str(paths.datasets / dataset / relative) for relative in manifest["path"]]
+    return manifest

@@ -1,0 +1,263 @@
+"""Ingest: inbox -> curated store or quarantine, with real GX validation, real clips and real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from affectflow.config import Paths, get_paths
+from affectflow.ingest import (
+    MANIFEST,
+    UnknownDatasetError,
+    dataset_version,
+    ingest_batch,
+    ingest_inbox,
+    list_datasets,
+    load_dataset,
+)
+
+FIELDS = ["path", "dataset", "speaker", "emotion", "arousal", "valence"]
+
+
+def write_labels(batch: Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
+    with open(batch / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_batch(folder: Path, make_clip: Callable, n: int = 2, dataset: str = "demo", tone: int = 300) -> list[dict]:
+    """A valid batch of ``n`` 0.5 s 64x64 clips (distinct tones, so distinct content); returns its rows."""
+    rows = []
+    for i in range(n):
+        make_clip(f"clip{i}.mp4", seconds=0.5, size=(64, 64), folder=folder, freq=tone + 100 * i)
+        rows.append({"path": f"clip{i}.mp4", "dataset": dataset, "speaker": f"s{i}",
+                     "emotion": ["anger", "calm", "fear", "neutral"][i], "arousal": "0.5", "valence": "-0.25"})
+    write_labels(folder, rows)
+    return rows
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: the store must not change when a bad batch arrives."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_good_batch_is_accepted_with_a_version(home: Paths, make_clip) -> None:
+    rows = make_batch(home.inbox / "b1", make_clip)
+    result = ingest_batch(home.inbox / "b1", home)
+    assert result.status == "accepted", result.reasons
+    assert (result.dataset, result.n_clips, result.n_new) == ("demo", 2, 2)
+    assert result.dataset_version == dataset_version("demo", home)
+    assert result.dataset_version.startswith("v-") and len(result.dataset_version) == 14
+    assert result.location == home.datasets / "demo" / "b1" and not (home.inbox / "b1").exists()
+    assert result.report.is_file() and "passed" in result.report.read_text()
+    manifest = pd.read_parquet(home.datasets / "demo" / MANIFEST)
+    assert list(manifest["path"]) == ["b1/clip0.mp4", "b1/clip1.mp4"]
+    assert list(manifest["speaker"]) == [r["speaker"] for r in rows]
+    assert manifest["clip_hash"].str.len().eq(64).all() and manifest["clip_hash"].is_unique
+    assert list(manifest["arousal"]) == [0.5, 0.5] and manifest["intensity"].isna().all()
+
+
+def test_load_and_list_datasets(home: Paths, make_clip) -> None:
+    make_batch(home.inbox / "b1", make_clip)
+    ingest_batch(home.inbox / "b1", home)
+    assert list_datasets(home) == ["demo"]
+    frame = load_dataset("demo", home)
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in frame["path"])
+    assert set(frame.columns) >= {"clip_hash", "batch", "speaker", "emotion", "arousal", "valence", "split"}
+    with pytest.raises(UnknownDatasetError, match=r"'nope'.*available: demo"):
+        load_dataset("nope", home)
+
+
+def test_a_missing_batch_folder_is_an_error_not_a_new_folder(home: Paths) -> None:
+    with pytest.raises(FileNotFoundError, match="no batch folder"):
+        ingest_batch(home.inbox / "ghost", home)
+    assert not (home.inbox / "ghost").exists() and not any(home.quarantine.iterdir())
+
+
+def _unknown_emotion(batch: Path, rows: list[dict]) -> None:
+    rows[1]["emotion"] = "joy"
+    write_labels(batch, rows)
+
+
+def _arousal_out_of_range(batch: Path, rows: list[dict]) -> None:
+    rows[1]["arousal"] = "1.5"
+    write_labels(batch, rows)
+
+
+def _missing_speaker_column(batch: Path, rows: list[dict]) -> None:
+    write_labels(batch, rows, [f for f in FIELDS if f != "speaker"])
+
+
+def _duplicate_path(batch: Path, rows: list[dict]) -> None:
+    rows[1]["path"] = rows[0]["path"]
+    write_labels(batch, rows)
+
+
+def _parent_path(batch: Path, rows: list[dict]) -> None:
+    shutil.copy(batch / "clip1.mp4", batch.parent / "x.mp4")
+    rows[1]["path"] = "../x.mp4"
+    write_labels(batch, rows)
+
+
+def _absolute_path(batch: Path, rows: list[dict]) -> None:
+    rows[1]["path"] = str((batch / "clip1.mp4").resolve())
+    write_labels(batch, rows)
+
+
+def _missing_media(batch: Path, rows: list[dict]) -> None:
+    rows[1]["path"] = "not_there.mp4"
+    write_labels(batch, rows)
+
+
+def _garbage_video(batch: Path, rows: list[dict]) -> None:
+    (batch / "clip1.mp4").write_bytes(bytes(range(256)) * 40)
+
+
+def _zero_length(batch: Path, rows: list[dict]) -> None:
+    (batch / "clip1.mp4").write_bytes(b"")
+
+
+def _latin1_csv(batch: Path, rows: list[dict]) -> None:
+    rows[1]["speaker"] = "Jérôme"
+    text = "path,dataset,speaker,emotion\n" + "".join(
+        f"{r['path']},{r['dataset']},{r['speaker']},{r['emotion']}\n" for r in rows)
+    (batch / "labels.csv").write_bytes(text.encode("latin-1"))
+
+
+def _empty_csv(batch: Path, rows: list[dict]) -> None:
+    (batch / "labels.csv").write_bytes(b"")
+
+
+BAD_BATCHES = {
+    "unknown emotion": (_unknown_emotion, 1, "emotion", "canonical vocabulary"),
+    "arousal 1.5": (_arousal_out_of_range, 1, "arousal", "[-1, 1]"),
+    "missing column speaker": (_missing_speaker_column, None, "speaker", "required column 'speaker' is missing"),
+    "duplicate path": (_duplicate_path, 1, "path", "listed more than once"),
+    "parent path": (_parent_path, 1, "path", "contains '..'"),
+    "absolute path": (_absolute_path, 1, "path", "absolute path"),
+    "missing media file": (_missing_media, 1, "path", "no such file"),
+    "garbage video": (_garbage_video, 1, "path", "no decodable video or audio"),
+    "zero-length file": (_zero_length, 1, "path", "0 bytes"),
+    "non-UTF-8 csv": (_latin1_csv, None, None, "not UTF-8"),
+    "empty csv": (_empty_csv, None, None, "labels.csv is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BATCHES))
+def test_bad_batch_is_quarantined_with_a_report(case: str, home: Paths, make_clip) -> None:
+    plant, row, column, reason = BAD_BATCHES[case]
+    make_batch(home.inbox / "good", make_clip, tone=900)
+    ingest_batch(home.inbox / "good", home)
+    store_before = snapshot(home.datasets)
+
+    batch = home.inbox / "b1"
+    plant(batch, make_batch(batch, make_clip))
+    files_before = snapshot(batch)
+    result = ingest_batch(batch, home)
+
+    assert result.status == "quarantined" and result.n_new == 0 and result.dataset_version is None
+    assert result.location == home.quarantine / "b1" and not batch.exists()
+    failures = json.loads((result.location / "report.json").read_text())["failures"]
+    assert any(f["row"] == row and f["column"] == column and reason in f["reason"] for f in failures), failures
+    markdown = result.report.read_text()
+    assert result.report == result.location / "report.md" and reason in markdown
+    assert f"| {'file' if row is None else row} | {column or ''} |" in markdown
+    assert any(reason in text for text in result.reasons)
+    files_after = snapshot(result.location)
+    assert {name: files_after[name] for name in files_before} == files_before  # nothing lost or altered
+    assert snapshot(home.datasets) == store_before
+
+
+def test_reingesting_the_same_content_adds_nothing(home: Paths, make_clip, tmp_path: Path) -> None:
+    make_batch(tmp_path / "original", make_clip)
+    shutil.copytree(tmp_path / "original", home.inbox / "b1")
+    first = ingest_batch(home.inbox / "b1", home)
+    manifest = (home.datasets / "demo" / MANIFEST).read_bytes()
+
+    shutil.copytree(tmp_path / "original", home.inbox / "b1")
+    again = ingest_batch(home.inbox / "b1", home)
+    assert again.status == "duplicate" and (again.n_clips, again.n_new) == (2, 0)
+    assert again.dataset_version == first.dataset_version == dataset_version("demo", home)
+    assert (home.datasets / "demo" / MANIFEST).read_bytes() == manifest
+    assert again.location == home.datasets / "demo" / "b1-2"  # kept, never overwriting b1
+    assert (again.location / "clip0.mp4").read_bytes() == (first.location / "clip0.mp4").read_bytes()
+
+
+def test_partly_known_batch_adds_only_new_clips(home: Paths, make_clip, tmp_path: Path) -> None:
+    make_batch(home.inbox / "b1", make_clip)
+    first = ingest_batch(home.inbox / "b1", home)
+    batch = home.inbox / "b2"
+    shutil.copytree(first.location, batch, ignore=shutil.ignore_patterns("report.*", "ingest.json"))
+    rows = make_batch(tmp_path / "other", make_clip, n=3)
+    shutil.copy(tmp_path / "other" / "clip2.mp4", batch / "clip2.mp4")
+    write_labels(batch, rows)
+
+    result = ingest_batch(batch, home)
+    assert result.status == "accepted" and (result.n_clips, result.n_new) == (3, 1)
+    assert "2 of 3 clips were already" in result.reasons[0]
+    assert list(load_dataset("demo", home)["batch"]) == ["b1", "b1", "b2"]
+    assert result.dataset_version != first.dataset_version
+
+
+def test_inbox_is_ingested_in_order_with_progress(home: Paths, make_clip) -> None:
+    make_batch(home.inbox / "b2", make_clip, tone=1200)
+    make_batch(home.inbox / "b1", make_clip)
+    make_batch(home.inbox / "b3", make_clip, dataset="other", tone=2000)
+    (home.inbox / "b3" / "labels.csv").write_bytes(b"")
+    (home.inbox / ".uploading").mkdir()
+    seen = []
+    results = ingest_inbox(home, progress=lambda done, total, r: seen.append((done, total, r.batch)))
+    assert [(r.batch, r.status) for r in results] == [("b1", "accepted"), ("b2", "accepted"),
+                                                      ("b3", "quarantined")]
+    assert seen == [(1, 3, "b1"), (2, 3, "b2"), (3, 3, "b3")]
+    assert sorted(p.name for p in home.inbox.iterdir()) == [".uploading"]
+    assert len(load_dataset("demo", home)) == 4 and list_datasets(home) == ["demo"]
+
+
+def test_interrupted_ingest_is_completed_by_the_next_run(home: Paths, make_clip) -> None:
+    """The state a kill leaves between moving a batch into the store and rewriting the manifest."""
+    make_batch(home.inbox / "b1", make_clip)
+    ingest_batch(home.inbox / "b1", home)
+    manifest_path = home.datasets / "demo" / MANIFEST
+    after_b1 = manifest_path.read_bytes()
+    make_batch(home.inbox / "b2", make_clip, tone=1500)
+    complete = ingest_batch(home.inbox / "b2", home)
+    manifest_path.write_bytes(after_b1)  # b2 sits in the store, its clips missing from the manifest
+
+    assert ingest_inbox(home) == []
+    frame = load_dataset("demo", home)
+    assert list(frame["batch"]) == ["b1", "b1", "b2", "b2"]
+    assert dataset_version("demo", home) == complete.dataset_version
+
+
+def test_name_collisions_get_a_suffix(home: Paths, make_clip) -> None:
+    for tone in (300, 1300):
+        make_batch(home.inbox / "b1", make_clip, tone=tone)
+        ingest_batch(home.inbox / "b1", home)
+    for _ in range(2):
+        make_batch(home.inbox / "b1", make_clip, dataset="demo", tone=3000)
+        (home.inbox / "b1" / "labels.csv").write_bytes(b"")
+        ingest_batch(home.inbox / "b1", home)
+    assert sorted(p.name for p in (home.datasets / "demo").iterdir() if p.is_dir()) == ["b1", "b1-2"]
+    assert sorted(p.name for p in home.quarantine.iterdir()) == ["b1", "b1-2"]
+    assert list(load_dataset("demo", home)["batch"]) == ["b1", "b1", "b1-2", "b1-2"]
+
+
+def test_two_homes_never_interfere(tmp_path: Path, make_clip) -> None:
+    first, second = get_paths(tmp_path / "h1").ensure(), get_paths(tmp_path / "h2").ensure()
+    make_batch(tmp_path / "batch", make_clip)
+    shutil.copytree(tmp_path / "batch", first.inbox / "b1")
+    ingest_inbox(first)
+    assert list_datasets(second) == [] and snapshot(second.home) == {}
+    shutil.copytree(tmp_path / "batch", second.inbox / "b1")
+    result = ingest_inbox(second)[0]
+    assert result.status == "accepted"  # not a duplicate of the other home's clips
+    assert result.dataset_version == dataset_version("demo", first)
+    assert len(load_dataset("demo", first)) == len(load_dataset("demo", second)) == 2

@@ -1,0 +1,127 @@
+"""Label validation: the reviewable GX suite, label-file errors, media probe columns and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from affectflow.labels import EMOTIONS, REQUIRED_COLUMNS
+from affectflow.validation import LabelFileError, read_labels, validate_batch
+from expectations import suite_dict
+
+HEADER = "path,dataset,speaker,emotion,arousal,valence,intensity,split\n"
+
+
+def batch_of(folder: Path, make_clip, body: str, header: str = HEADER, clips: int = 2) -> Path:
+    """``folder`` with ``clips`` real 0.5 s 64x64 clips (clip0.mp4, ...) and the given labels.csv body."""
+    for i in range(clips):
+        make_clip(f"clip{i}.mp4", seconds=0.5, size=(64, 64), folder=folder, freq=300 + 100 * i)
+    (folder / "labels.csv").write_text(header + body, encoding="utf-8")
+    return folder
+
+
+def expectations_of(kind: str) -> list[dict]:
+    return [e for e in suite_dict("labels")["expectations"] if e["type"] == kind]
+
+
+def test_suite_emotions_are_the_canonical_vocabulary() -> None:
+    (emotion,) = [e for e in expectations_of("expect_column_values_to_be_in_set")
+                  if e["kwargs"]["column"] == "emotion"]
+    assert emotion["kwargs"]["value_set"] == list(EMOTIONS)
+
+
+def test_suite_requires_the_contract_columns_and_explains_every_check() -> None:
+    required = {e["kwargs"]["column"] for e in expectations_of("expect_column_to_exist")}
+    assert required == set(REQUIRED_COLUMNS)
+    assert all(e["meta"]["reason"] for e in suite_dict("labels")["expectations"])
+
+
+def test_good_batch_passes(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip,
+                     "clip0.mp4,demo,007,anger,0.8,-0.6,1.0,train\nclip1.mp4,demo,008,calm,,,,\n")
+    report = validate_batch(batch)
+    assert (report.success, report.n_rows, report.failures, report.dataset) == (True, 2, [], "demo")
+    assert read_labels(batch)["speaker"].tolist() == ["007", "008"]  # ids stay text
+    assert "passed" in report.to_markdown()
+
+
+def test_optional_columns_may_be_absent(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,fear\n", header="path,dataset,speaker,emotion\n",
+                     clips=1)
+    assert validate_batch(batch).success
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "missing"),
+    (b"", "is empty"),
+    (b"  \n\n", "is empty"),
+    ("path,dataset\nr\u00e9,x\n".encode("latin-1"), "not UTF-8"),
+    (b'path,dataset,speaker,emotion\n"a.mp4,demo,s1,anger\n', "cannot be parsed"),
+    (b"path,dataset,speaker,emotion\na.mp4,demo,s1,anger,extra,more\nb.mp4,demo,s1,anger\n", "cannot be parsed"),
+    (b"path,dataset,speaker,emotion\n", "no rows"),
+    (b"path,path,speaker,emotion\na,b,c,d\n", "repeats columns: path"),
+    (b"path,dataset,\na,b,\n", "column without a name"),
+])
+def test_unreadable_label_files_raise_a_clear_error(tmp_path: Path, content: bytes | None, reason: str) -> None:
+    if content is not None:
+        (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(LabelFileError, match=reason):
+        read_labels(tmp_path)
+    report = validate_batch(tmp_path)
+    assert not report.success and report.n_rows == 0
+    assert [(f.row, f.column) for f in report.failures] == [(None, None)] and reason in report.failures[0].reason
+
+
+def test_every_failing_row_is_named_once_at_its_cause(tmp_path: Path, make_clip) -> None:
+    outside = make_clip("outside.mp4", seconds=0.5, size=(64, 64))
+    batch = batch_of(tmp_path / "b", make_clip, "".join([
+        "clip0.mp4,demo,s1,anger,high,0.1,,\n",      # 0: arousal is not a number
+        "clip1.mp4,demo,s1,anger,0.1,-1.5,,\n",      # 1: valence out of range
+        "link.mp4,demo,s2,fear,,,,\n",               # 2: symlink leaving the batch
+        "clips,demo,s2,fear,,,,\n",                  # 3: a folder, not a file
+        "short.mp4,demo,s2,fear,,,-2,\n",            # 4: too short, negative intensity
+        "clip0.mp4,Demo Set,,sad,,,,\n",             # 5: duplicate path, bad dataset name, no speaker, emotion
+    ]))
+    os.symlink(outside, batch / "link.mp4")
+    (batch / "clips").mkdir()
+    make_clip("short.mp4", seconds=0.08, size=(64, 64), folder=batch)
+    report = validate_batch(batch)
+    named = {(f.row, f.column) for f in report.failures}
+    assert named == {(None, "dataset"), (0, "arousal"), (0, "path"), (1, "valence"), (2, "path"), (3, "path"),
+                     (4, "path"), (4, "intensity"), (5, "path"), (5, "dataset"), (5, "speaker"),
+                     (5, "emotion")}
+    by_cell = {(f.row, f.column): f for f in report.failures}
+    assert by_cell[(0, "arousal")].value == "high"
+    assert "symlink" in by_cell[(2, "path")].reason
+    assert "not a regular file" in by_cell[(3, "path")].reason
+    assert "duration" in by_cell[(4, "path")].reason
+    assert "Demo Set" in by_cell[(None, "dataset")].reason
+    markdown = report.to_markdown()
+    assert all(f"| {row} | {column} |" in markdown for row, column in named if row is not None)
+    assert json.loads(json.dumps(report.to_dict(), default=str))["failures"][0]["row"] is None
+
+
+def test_report_files_and_data_docs(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,joy,,,,\nclip1.mp4,demo,s2,anger,,,,\n")
+    report = validate_batch(batch, docs_dir=tmp_path / "docs")
+    written = report.write(tmp_path / "out")
+    assert written.read_text() == report.to_markdown() and "joy" in written.read_text()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["failures"][0]["row"] == 0
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert (tmp_path / "docs" / "index.html").is_file() and len(pages) == 1
+
+
+def test_damaged_video_stream_is_a_failure_not_a_crash(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\ndamaged.mp4,demo,s2,fear,,,,\n",
+                     clips=1)
+    data = make_clip("damaged.mp4", seconds=0.5, size=(64, 64), audio=False, folder=batch).read_bytes()
+    start, stop = len(data) // 10, len(data) // 2  # inside the first frame's data
+    (batch / "damaged.mp4").write_bytes(data[:start] + bytes(random.Random(7).randrange(256)
+                                                              for _ in range(stop - start)) + data[stop:])
+    (failure,) = validate_batch(batch).failures
+    assert (failure.row, failure.column, failure.value) == (1, "path", "damaged.mp4")
+    assert "video stream is damaged" in failure.reason
