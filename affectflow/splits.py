@@ -40,3 +40,26 @@ def check_speaker_independence(speakers: pd.Series, split: pd.Series) -> None:
     leaked = sorted(sides[sides > 1].index)
     if leaked:
         raise SplitLeakError(f"speakers on more than one side of the split: {leaked}")
+
+
+def speaker_folds(speakers: pd.Series, emotions: pd.Series, k: int,
+                  seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` seeded (train, test) positional index pairs; each speaker is tested in exactly one fold.
+
+    Folds are grouped by speaker and stratified by emotion as far as whole speakers allow
+    (scikit-learn's ``StratifiedGroupKFold``); each fold is checked for leaks.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = speakers.astype(str).to_numpy()
+    if k < 2 or len(set(groups)) < k:
+        raise ValueError(f"{k}-fold speaker-independent splits need k >= 2 and >= k speakers, "
+                         f"got {len(set(groups))}")
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    result = []
+    for train, test in folds.split(np.zeros(len(groups)), emotions.astype(str).to_numpy(), groups):
+        side = pd.Series("train", index=speakers.index)
+        side.iloc[test] = "test"
+        check_speaker_independence(speakers, side)
+        result.append((train, test))
+    return result

@@ -1,4 +1,8 @@
-"""Validate one batch's labels.csv and media with the Great Expectations suite ``expectations/labels.json``.
+"""Validate one batch's labels.csv and media with a Great Expectations suite from ``expectations/``.
+
+The suite is ``expectations/<dataset>.json`` when the batch names a dataset that has one (a corpus
+whose rules differ: its emotions, intensity levels, required modalities); such a suite extends
+``labels.json`` (``meta.extends``), the default for every other dataset.
 
 Problems become a :class:`ValidationReport` that names every failing row, never an exception: a batch
 that cannot be read is reported as a file-level failure. The media are probed first (path safety,
@@ -13,8 +17,10 @@ import functools
 import io
 import json
 import math
+import re
 import threading
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pandas as pd
@@ -24,6 +30,7 @@ from affectflow.media import MediaError, probe
 from expectations import suite_dict
 
 SUITE_NAME = "labels"
+_SUITE_FILE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 NUMERIC_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
 PROBE_COLUMNS: tuple[str, ...] = ("path_safe", "file_exists", "decodable", "has_video", "has_audio", "duration_s")
 REPORT_MD = "report.md"
@@ -65,6 +72,7 @@ class ValidationReport:
     n_rows: int
     failures: list[Failure] = field(default_factory=list)
     dataset: str | None = None
+    suite: str = SUITE_NAME
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +82,7 @@ class ValidationReport:
         lines = [f"# Validation report: batch `{self.batch}`", "",
                  f"- status: **{status}**", f"- dataset: {self.dataset or 'unknown'}",
                  f"- rows: {self.n_rows} (rows below are 0-based data rows; the header is not counted)",
-                 f"- suite: expectations/{SUITE_NAME}.json", ""]
+                 f"- suite: expectations/{self.suite}.json", ""]
         if self.failures:
             lines += ["| row | column | value | reason | expectation |", "|---|---|---|---|---|"]
             lines += [f"| {'file' if f.row is None else f.row} | {_cell(f.column)} | {_cell(f.value)} | "
@@ -197,26 +205,50 @@ def checked_frame(batch_dir: Path, labels: pd.DataFrame) -> tuple[pd.DataFrame, 
     return frame, [note for _, note in rows]
 
 
+def suite_for(dataset: str | None) -> str:
+    """The suite a batch of ``dataset`` is validated with: its own when ``expectations/`` has one."""
+    if dataset and dataset != SUITE_NAME and _SUITE_FILE.match(dataset):
+        if resources.files("expectations").joinpath(f"{dataset}.json").is_file():
+            return dataset
+    return SUITE_NAME
+
+
+def full_suite(name: str) -> dict:
+    """The suite ``name`` with the expectations of the suite it extends (``meta.extends``) first."""
+    suite = suite_dict(name)
+    base = suite.get("meta", {}).get("extends")
+    if base:
+        suite["expectations"] = full_suite(base)["expectations"] + suite["expectations"]
+    return suite
+
+
 @functools.cache
-def _validation_definition():
-    """The ephemeral GX context and its validation definition, built once per process."""
+def _context():
+    """The ephemeral GX context, built once per process."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (context.data_sources.add_pandas(SUITE_NAME).add_dataframe_asset(SUITE_NAME)
-             .add_batch_definition_whole_dataframe(SUITE_NAME))
-    suite = context.suites.add(gx.ExpectationSuite(**suite_dict(SUITE_NAME)))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch,
-                                                                             suite=suite))
-    return context, definition
+    return context
 
 
-def _run_suite(frame: pd.DataFrame, docs_dir: Path | None):
-    """Run the suite; optionally render this one result as GX Data Docs (static HTML) into ``docs_dir``."""
+@functools.cache
+def _validation_definition(name: str):
+    """The validation definition of suite ``name`` in the process's context, built once."""
+    import great_expectations as gx
+
+    context = _context()
+    batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
+             .add_batch_definition_whole_dataframe(name))
+    suite = context.suites.add(gx.ExpectationSuite(**full_suite(name)))
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+
+
+def _run_suite(frame: pd.DataFrame, docs_dir: Path | None, suite: str):
+    """Run ``suite``; optionally render this one result as GX Data Docs (static HTML) into ``docs_dir``."""
     with _GX_LOCK:
-        context, definition = _validation_definition()
+        context, definition = _context(), _validation_definition(suite)
         store = context.validation_results_store
         try:
             result = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
@@ -280,7 +312,7 @@ def _single_dataset(labels: pd.DataFrame) -> str | None:
 
 
 def validate_batch(batch_dir: Path, docs_dir: Path | None = None) -> ValidationReport:
-    """Validate ``batch_dir`` (media + labels.csv) against the labels suite.
+    """Validate ``batch_dir`` (media + labels.csv) against its dataset's suite (see :func:`suite_for`).
 
     With ``docs_dir``, GX Data Docs for this run are written there too (~0.2 s, ~4 MB of static
     assets, so only where a person will browse them).
@@ -292,6 +324,8 @@ def validate_batch(batch_dir: Path, docs_dir: Path | None = None) -> ValidationR
         return ValidationReport(batch_dir.name, False, 0,
                                 [Failure(None, None, "read_labels", None, str(err))])
     frame, notes = checked_frame(batch_dir, labels)
-    result = _run_suite(frame, docs_dir)
+    dataset = _single_dataset(labels)
+    suite = suite_for(dataset)
+    result = _run_suite(frame, docs_dir, suite)
     failures = _failures(result, labels, notes)
-    return ValidationReport(batch_dir.name, not failures, len(labels), failures, _single_dataset(labels))
+    return ValidationReport(batch_dir.name, not failures, len(labels), failures, dataset, suite)

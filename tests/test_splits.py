@@ -1,9 +1,10 @@
 """Speaker-independent splits."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.splits import SplitLeakError, check_speaker_independence, speaker_split
+from affectflow.splits import SplitLeakError, check_speaker_independence, speaker_folds, speaker_split
 
 
 def speakers(n_speakers: int, per: int = 5) -> pd.Series:
@@ -33,3 +34,34 @@ def test_too_few_speakers_is_a_clear_error():
 def test_leak_is_reported_by_speaker():
     with pytest.raises(SplitLeakError, match="s1"):
         check_speaker_independence(pd.Series(["s0", "s1", "s1"]), pd.Series(["train", "train", "test"]))
+
+
+def corpus(n_speakers: int, per: int = 12) -> tuple[pd.Series, pd.Series]:
+    """Each speaker acts every one of three emotions ``per / 3`` times."""
+    spk = speakers(n_speakers, per)
+    return spk, pd.Series(["anger", "calm", "fear"] * (len(spk) // 3))
+
+
+@pytest.mark.parametrize("n, k", [(5, 5), (10, 3), (9, 4)])
+def test_folds_test_each_speaker_once_and_never_share_one(n, k):
+    spk, emo = corpus(n)
+    folds = speaker_folds(spk, emo, k=k, seed=3)
+    assert len(folds) == k
+    tested = [set(spk.iloc[test]) for _, test in folds]
+    assert sorted(s for group in tested for s in group) == sorted(spk.unique())  # once each
+    for train, test in folds:
+        assert not set(spk.iloc[train]) & set(spk.iloc[test])
+        assert sorted(np.concatenate([train, test])) == list(range(len(spk)))
+        assert set(emo.iloc[test]) == {"anger", "calm", "fear"}  # stratified: every class tested
+
+
+def test_folds_are_seeded():
+    spk, emo = corpus(10)
+    tests = [[set(spk.iloc[t]) for _, t in speaker_folds(spk, emo, k=3, seed=seed)] for seed in (1, 1, 2)]
+    assert tests[0] == tests[1] and tests[0] != tests[2]
+
+
+def test_too_few_speakers_for_k_folds_is_a_clear_error():
+    spk, emo = corpus(3)
+    with pytest.raises(ValueError, match="need k >= 2 and >= k speakers, got 3"):
+        speaker_folds(spk, emo, k=4, seed=0)
