@@ -3,13 +3,17 @@
 Layout: ``<root>/<config-hash>/<clip-sha256>.npz``. Moving or renaming a clip keeps its record; changing
 one byte of it, or any config field, makes a new one. Re-running over unchanged clips decodes nothing:
 a hit costs one file hash and one ``exists`` check.
+
+``preprocess_paths`` is the command-line entry: clips or folders in, one JSON-ready dict per clip out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -18,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from affectflow.config import PreprocessConfig
+from affectflow.config import PreprocessConfig, get_paths
+from affectflow.faces import check_backend
 from affectflow.features import ClipFeatures, extract_features, load_features, save_features
 from affectflow.media import MediaError
 
@@ -79,23 +84,25 @@ class ClipResult:
     record: str | None
     clip_hash: str | None
     frames: int            # real video frames in the record (0 when the clip has no usable video)
+    face_frames: int       # sampled frames in which a face was found
     audio_seconds: float   # decoded audio before padding
     cached: bool
 
 
 def _failure(clip: Path, err: Exception, clip_hash: str | None) -> ClipResult:
     reason = str(err) if isinstance(err, MediaError) else f"{clip}: {type(err).__name__}: {err}"
-    return ClipResult(str(clip), False, reason, None, clip_hash, 0, 0.0, False)
+    return ClipResult(str(clip), False, reason, None, clip_hash, 0, 0, 0.0, False)
 
 
-def _success(clip: Path, clip_hash: str, record: Path, video_mask: float, audio_seconds: float,
-             cached: bool, cfg: PreprocessConfig) -> ClipResult:
+def _success(clip: Path, clip_hash: str, record: Path, video_mask: float, face_present: np.ndarray,
+             audio_seconds: float, cached: bool, cfg: PreprocessConfig) -> ClipResult:
     frames = cfg.num_frames if video_mask else 0
-    return ClipResult(str(clip), True, None, str(record), clip_hash, frames, float(audio_seconds), cached)
+    return ClipResult(str(clip), True, None, str(record), clip_hash, frames, int(face_present.sum()),
+                      float(audio_seconds), cached)
 
 
 def _process(clip: Path, cache: FeatureCache) -> ClipResult:
-    """One clip, never raising: a hit reads two scalars of the record, a miss decodes the clip."""
+    """One clip, never raising: a hit reads three small arrays of the record, a miss decodes the clip."""
     clip_hash = None
     try:
         clip_hash, record = cache.locate(clip)
@@ -103,25 +110,24 @@ def _process(clip: Path, cache: FeatureCache) -> ClipResult:
             cache.hits += 1
             with np.load(record, allow_pickle=False) as data:
                 video_mask, seconds = float(data["video_mask"]), float(data["audio_seconds"])
-            return _success(clip, clip_hash, record, video_mask, seconds, True, cache.cfg)
+                present = data["face_present"]
+            return _success(clip, clip_hash, record, video_mask, present, seconds, True, cache.cfg)
         features = cache.compute(clip, record)
-        return _success(clip, clip_hash, record, features.video_mask, features.audio_seconds, False,
-                        cache.cfg)
+        return _success(clip, clip_hash, record, features.video_mask, features.face_present,
+                        features.audio_seconds, False, cache.cfg)
     except Exception as err:  # any unreadable clip is this clip's result, never the batch's failure
         return _failure(clip, err, clip_hash)
 
 
-def _in_pool(clips: list[Path], cache: FeatureCache, workers: int,
-             progress: Progress | None) -> list[ClipResult]:
-    """Run clips in worker processes, at most two per worker in flight.
+def _in_pool(clips: list[Path], cache: FeatureCache, workers: int) -> Iterator[tuple[int, ClipResult]]:
+    """Run clips in worker processes, at most two per worker in flight; yields ``(index, result)`` as
+    each finishes.
 
     Workers are spawned (not forked): the caller may hold threads (Prefect, TensorFlow) that a fork
     would copy in a locked state. If a worker dies (a crashing decoder), the clips in flight fail with
     that reason and a fresh pool takes the rest.
     """
-    results: list[ClipResult | None] = [None] * len(clips)
     todo = deque(range(len(clips)))
-    finished = 0
     while todo:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             pending: dict[Future[ClipResult], int] = {}
@@ -138,14 +144,25 @@ def _in_pool(clips: list[Path], cache: FeatureCache, workers: int,
                 for future in done:
                     index = pending.pop(future)
                     try:
-                        results[index] = future.result()
+                        result = future.result()
                     except Exception as err:
                         broken = broken or isinstance(err, BrokenProcessPool)
-                        results[index] = _failure(clips[index], err, None)
-                    finished += 1
-                    if progress:
-                        progress(finished, len(clips))
-    return results
+                        result = _failure(clips[index], err, None)
+                    yield index, result
+
+
+def _in_order(clips: list[Path], cache: FeatureCache, workers: int) -> Iterator[ClipResult]:
+    """Results in input order, each as soon as it and all before it are done."""
+    if workers <= 1:
+        yield from (_process(clip, cache) for clip in clips)
+        return
+    waiting: dict[int, ClipResult] = {}
+    next_index = 0
+    for index, result in _in_pool(clips, cache, workers):
+        waiting[index] = result
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
 
 
 def preprocess_clips(paths: Sequence[str | Path], cache_root: str | Path, cfg: PreprocessConfig,
@@ -156,12 +173,70 @@ def preprocess_clips(paths: Sequence[str | Path], cache_root: str | Path, cfg: P
     ``progress(done, total)`` is called after each clip.
     """
     clips = [Path(p) for p in paths]
-    cache = FeatureCache(cache_root, cfg)
-    if workers > 1:
-        return _in_pool(clips, cache, workers, progress)
     results = []
-    for clip in clips:
-        results.append(_process(clip, cache))
+    for result in _in_order(clips, FeatureCache(cache_root, cfg), workers):
+        results.append(result)
         if progress:
             progress(len(results), len(clips))
     return results
+
+
+MEDIA_SUFFIXES = frozenset({".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                            ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus"})
+
+
+def expand_clips(paths: Iterable[str | Path]) -> list[Path]:
+    """Clips named directly (kept as given, so a missing or odd file is reported, not skipped) plus the
+    media files under named folders (by suffix, sorted, hidden entries skipped)."""
+    clips: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            clips.append(path)
+            continue
+        clips.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts)))
+    return clips
+
+
+def _line(result: ClipResult) -> dict:
+    return {"clip": result.clip, "ok": result.ok, "error": result.error, "frames": result.frames,
+            "face_frames": result.face_frames, "audio_seconds": round(result.audio_seconds, 3),
+            "cached": result.cached, "record": result.record}
+
+
+def _report(clips: list[Path], cache: FeatureCache, workers: int,
+            inspect_dir: Path | None) -> Iterator[dict]:
+    started = time.perf_counter()
+    results = []
+    for result in _in_order(clips, cache, workers):
+        results.append(result)
+        line = _line(result)
+        if inspect_dir is not None and result.ok:
+            from affectflow.inspect_outputs import write_inspection
+
+            clip = Path(result.clip)
+            line["inspection"] = write_inspection(clip, load_features(result.record), inspect_dir, cache.cfg,
+                                                  name=f"{clip.stem}-{result.clip_hash[:8]}")
+        yield line
+    ok = [r for r in results if r.ok]
+    yield {"summary": True, "clips": len(results), "ok": len(ok), "failed": len(results) - len(ok),
+           "cached": sum(r.cached for r in ok), "computed": sum(not r.cached for r in ok),
+           "face_frames": sum(r.face_frames for r in ok), "face_backend": cache.cfg.face_backend,
+           "config_hash": cache.cfg.hash(), "cache": str(cache.folder),
+           "seconds": round(time.perf_counter() - started, 3)}
+
+
+def preprocess_paths(paths: Sequence[str | Path], face_backend: str = "landmarks",
+                     cfg: PreprocessConfig | None = None, cache_root: str | Path | None = None,
+                     workers: int = 1, inspect_dir: str | Path | None = None) -> Iterator[dict]:
+    """Fill the cache for clips and folders of clips: one dict per clip, in order, then a summary dict.
+
+    Per clip: ``clip, ok, error, frames, face_frames, audio_seconds, cached, record`` (plus
+    ``inspection``, the written files, when ``inspect_dir`` is given). The summary has ``summary: true``.
+    ``face_backend`` overrides ``cfg.face_backend``; a backend that cannot run here raises
+    ``faces.FaceBackendError`` now, before any clip is read.
+    """
+    cfg = dataclasses.replace(cfg or PreprocessConfig(), face_backend=face_backend)
+    check_backend(face_backend)
+    cache = FeatureCache(cache_root if cache_root is not None else get_paths().features, cfg)
+    return _report(expand_clips(paths), cache, workers, Path(inspect_dir) if inspect_dir is not None else None)

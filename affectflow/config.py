@@ -119,14 +119,18 @@ class PreprocessConfig:
     """How a clip becomes model inputs. Its hash keys the feature cache and travels with the model."""
 
     num_frames: int = 16          # uniformly sampled over the clip (the original notebooks' 16)
-    frame_size: int = 64          # square side, resized inside the decoder; 224 for external backbones
+    frame_size: int = 64          # square side (aspect not kept); 224 for external backbones
     sample_rate: int = 16000      # audio is decoded to mono at this rate
     audio_seconds: float = 3.0    # fixed length policy: pad with zeros / truncate to this duration
     n_mfcc: int = 40
     n_mels: int = 64
     win_ms: float = 25.0
     hop_ms: float = 10.0
-    version: int = 1              # bump when extraction code changes its output
+    face_backend: str = "landmarks"  # "landmarks" (built-in dlib), "openface" (external binary) or "none"
+    face_crop_size: int = 64      # side of the aligned grayscale face crop per sampled frame
+    face_width: int = 320         # frames are decoded once and downscaled to this width for face work
+    max_clip_seconds: float = 60.0  # longer clips are rejected (labels describe one utterance)
+    version: int = 2              # bump when extraction code changes its output
 
     @property
     def audio_samples(self) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from affectflow.cache import preprocess_clips
 from affectflow.config import Paths
 from affectflow.metrics import classification_metrics, confusion, regression_metrics
-from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT
+from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 from affectflow.predict import Predictor
 from affectflow.training import Arrays, load_arrays
 
@@ -19,8 +19,9 @@ from affectflow.training import Arrays, load_arrays
 def predict_arrays(model: keras.Model, arrays: Arrays, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Outputs for every clip (no dropped remainder); direct calls avoid ``predict()``'s overhead."""
     chunks: dict[str, list[np.ndarray]] = {}
+    names = input_names(model)
     for start in range(0, len(arrays), batch_size):
-        batch = {k: v[start:start + batch_size] for k, v in arrays.inputs.items()}
+        batch = {k: arrays.inputs[k][start:start + batch_size] for k in names}
         for name, value in model(batch, training=False).items():
             chunks.setdefault(name, []).append(np.asarray(value))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}

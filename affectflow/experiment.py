@@ -74,7 +74,7 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     sets = {name: load_arrays(frame[frame["split"] == name], chosen) for name in ("train", "val", "test")}
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
-    result = train(sets["train"], sets["val"], chosen, preprocess, config, progress)
+    result = train(sets["train"], sets["val"], chosen, config, progress)
     val_metrics, _ = evaluate(result.model, sets["val"], chosen)
     result.metrics, result.confusion = evaluate(result.model, sets["test"], chosen)
     return Experiment(result, chosen, frame, val_metrics, sets["test"], preprocess)

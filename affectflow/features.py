@@ -1,12 +1,20 @@
 """Clip -> model inputs: the one preprocessing path shared by training and serving (no train/serve skew).
 
-A record holds 16 uniformly sampled RGB frames, the MFCC of a fixed-length audio window and one mask
-per modality. A missing or unusable modality becomes zeros with mask 0, so the model always sees the
-same shapes; a clip with neither modality is rejected.
+A record holds 16 uniformly sampled RGB frames, the face seen in them (per-frame feature vector,
+aligned grayscale crop, face-present mask and the OpenFace-style table), audio features of a
+fixed-length window (MFCC, their deltas, log-mel) and one mask per modality. A missing or unusable
+modality becomes zeros with mask 0, so the model always sees the same shapes. Rejected (``MediaError``
+with the reason): a clip with neither video nor audio, one whose video stream breaks off (a truncated
+file), and one longer than ``cfg.max_clip_seconds`` (labels describe one utterance; 16 frames spread over
+minutes and the first 3 s of audio would misrepresent it).
+
+Frames are decoded once, downscaled to ``max(cfg.face_width, cfg.frame_size)`` pixels wide (aspect kept):
+the face backend works on those, and the model's square frames are resized from them.
 
 Fixed-length audio policy: the decoded audio is truncated to its first ``cfg.audio_seconds`` or padded
-at the end with zeros to exactly ``cfg.audio_samples``, so every clip yields ``cfg.audio_steps`` MFCC
-frames. MFCCs are raw (not normalised): the model normalises them with a layer adapted on training data.
+at the end with zeros to exactly ``cfg.audio_samples``, so every clip yields ``cfg.audio_steps`` frames
+of MFCC, deltas and log-mel. They are raw (not normalised): the model normalises with layers adapted on
+training data.
 
 librosa's first ``mfcc`` call compiles numba code (seconds); ``config.activate_home`` points
 ``NUMBA_CACHE_DIR`` at the home so later processes reuse it, and long-lived processes call ``warm_up``.
@@ -16,14 +24,27 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from affectflow.config import PreprocessConfig
-from affectflow.media import MediaError, read_audio, read_frames
+from affectflow.faces import analyse_faces, blank_faces, get_backend
+from affectflow.media import (
+    ClipTooLong,
+    DamagedVideo,
+    MediaError,
+    SampledVideo,
+    decode_audio,
+    read_audio,
+    read_sampled,
+)
 
 # Audio whose RMS is below this (about -80 dBFS) is treated as silence: it carries no signal to learn.
 SILENCE_RMS = 1e-4
@@ -33,12 +54,29 @@ SILENCE_RMS = 1e-4
 class ClipFeatures:
     """One clip's model inputs, stamped with the hash of the config that produced them."""
 
-    frames: np.ndarray      # (num_frames, frame_size, frame_size, 3) uint8 RGB
-    mfcc: np.ndarray        # (audio_steps, n_mfcc) float32
-    video_mask: float       # 1.0 when frames are real, 0.0 when zeros stand in for missing video
-    audio_mask: float       # 1.0 when audio is present and not silent
-    audio_seconds: float    # decoded audio duration before padding or truncation
+    frames: np.ndarray        # (num_frames, frame_size, frame_size, 3) uint8 RGB
+    mfcc: np.ndarray          # (audio_steps, n_mfcc) float32
+    video_mask: float         # 1.0 when frames are real, 0.0 when zeros stand in for missing video
+    audio_mask: float         # 1.0 when audio is present and not silent
+    audio_seconds: float      # decoded audio duration before padding or truncation
     config_hash: str
+    mfcc_deltas: np.ndarray   # (audio_steps, 2 * n_mfcc) float32: first, then second time derivative
+    logmel: np.ndarray        # (audio_steps, n_mels) float32, dB
+    face: np.ndarray          # (num_frames, len(FACE_FEATURES)) float32, zeros where no face
+    face_crops: np.ndarray    # (num_frames, face_crop_size, face_crop_size) uint8 grayscale, aligned
+    face_present: np.ndarray  # (num_frames,) float32, 1.0 where a face was found
+    face_table: np.ndarray    # (num_frames, len(FACE_COLUMNS)) float32, OpenFace columns (faces.to_dataframe)
+
+    @property
+    def face_frames(self) -> int:
+        """Sampled frames in which a face was found."""
+        return int(self.face_present.sum())
+
+
+class AudioFeatures(NamedTuple):
+    mfcc: np.ndarray          # (audio_steps, n_mfcc)
+    mfcc_deltas: np.ndarray   # (audio_steps, 2 * n_mfcc)
+    logmel: np.ndarray        # (audio_steps, n_mels)
 
 
 def n_fft_for(cfg: PreprocessConfig) -> int:
@@ -59,37 +97,94 @@ def is_silent(audio: np.ndarray) -> bool:
     return audio.size == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS
 
 
-def compute_mfcc(audio: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """MFCC of fixed-length audio, ``(cfg.audio_steps, cfg.n_mfcc)`` float32, time first."""
+def compute_audio_features(audio: np.ndarray, cfg: PreprocessConfig) -> AudioFeatures:
+    """MFCC, their deltas and log-mel of fixed-length audio, time first, float32.
+
+    One mel spectrogram serves all three: the MFCC are the DCT of its log (exactly what
+    ``librosa.feature.mfcc(y=...)`` computes), deltas use librosa's default 9-frame window.
+    """
     import librosa
 
-    coeffs = librosa.feature.mfcc(
-        y=fit_length(audio, cfg.audio_samples), sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_mels=cfg.n_mels,
-        n_fft=n_fft_for(cfg), hop_length=cfg.hop_length, win_length=cfg.win_length)
-    return np.ascontiguousarray(coeffs.T, dtype=np.float32)
+    mel = librosa.feature.melspectrogram(
+        y=fit_length(audio, cfg.audio_samples), sr=cfg.sample_rate, n_mels=cfg.n_mels, n_fft=n_fft_for(cfg),
+        hop_length=cfg.hop_length, win_length=cfg.win_length)
+    logmel = librosa.power_to_db(mel)
+    mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=cfg.n_mfcc)
+    deltas = np.concatenate([librosa.feature.delta(mfcc, order=1), librosa.feature.delta(mfcc, order=2)])
+    return AudioFeatures(*(np.ascontiguousarray(x.T, dtype=np.float32) for x in (mfcc, deltas, logmel)))
+
+
+def silent_audio_features(cfg: PreprocessConfig) -> AudioFeatures:
+    """Zeros in the shapes of ``compute_audio_features``: what a clip without usable audio gets."""
+    steps = cfg.audio_steps
+    return AudioFeatures(np.zeros((steps, cfg.n_mfcc), np.float32), np.zeros((steps, 2 * cfg.n_mfcc), np.float32),
+                         np.zeros((steps, cfg.n_mels), np.float32))
+
+
+def compute_mfcc(audio: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """MFCC of fixed-length audio, ``(cfg.audio_steps, cfg.n_mfcc)`` float32, time first."""
+    return compute_audio_features(audio, cfg).mfcc
 
 
 def warm_up(cfg: PreprocessConfig | None = None) -> None:
-    """Compile librosa's numba code now, so a server's first request is not seconds slow."""
+    """Compile librosa's numba code and load the face backend now, so a server's first request is fast."""
     cfg = cfg or PreprocessConfig()
-    compute_mfcc(np.ones(cfg.audio_samples, dtype=np.float32), cfg)
+    compute_audio_features(np.ones(cfg.audio_samples, dtype=np.float32), cfg)
+    get_backend(cfg.face_backend)
 
 
-def _video(path: Path, cfg: PreprocessConfig) -> tuple[np.ndarray, float, str | None]:
-    """Frames, mask and, when the video is missing or undecodable, the reason."""
+@contextmanager
+def _stage(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Add the block's wall time to ``timings[name]`` (when timings are asked for)."""
+    start = time.perf_counter()
     try:
-        return read_frames(path, cfg.num_frames, cfg.frame_size), 1.0, None
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _video(path: Path, cfg: PreprocessConfig) -> tuple[SampledVideo | None, str | None]:
+    """The sampled frames or, when the file has no usable video stream, the reason.
+
+    An over-long clip or a video stream that breaks off is not a missing modality: ``ClipTooLong`` and
+    ``DamagedVideo`` propagate and the clip is rejected.
+    """
+    try:
+        return read_sampled(path, cfg.num_frames, max(cfg.face_width, cfg.frame_size), cfg.max_clip_seconds), None
+    except (ClipTooLong, DamagedVideo):
+        raise
     except MediaError as err:
-        blank = np.zeros((cfg.num_frames, cfg.frame_size, cfg.frame_size, 3), dtype=np.uint8)
-        return blank, 0.0, str(err)
+        return None, str(err)
 
 
-def _audio(path: Path, cfg: PreprocessConfig) -> tuple[np.ndarray, float, str | None]:
-    """Decoded audio (unpadded), mask and, when the audio is missing, silent or undecodable, the reason."""
+def model_frames(video: SampledVideo | None, cfg: PreprocessConfig) -> np.ndarray:
+    """The model's square RGB frames (aspect not kept), zeros without video."""
+    import cv2
+
+    size = cfg.frame_size
+    if video is None:
+        return np.zeros((cfg.num_frames, size, size, 3), dtype=np.uint8)
+    return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in video.frames])
+
+
+def _audio(path: Path, cfg: PreprocessConfig, bounded: bool) -> tuple[np.ndarray, float, str | None]:
+    """Decoded audio (unpadded), mask and, when the audio is missing, silent or undecodable, the reason.
+
+    ``bounded``: the clip's video already passed the length check, so decord decodes the audio
+    in-process (the faster path). Otherwise the ffmpeg pipe stops just past ``cfg.max_clip_seconds``,
+    enough to tell an over-long file (``ClipTooLong``) without holding all of it in memory.
+    """
     try:
-        audio = read_audio(path, cfg.sample_rate)
+        if bounded:
+            audio = decode_audio(path, cfg.sample_rate)
+        else:
+            audio = read_audio(path, cfg.sample_rate, max_seconds=cfg.max_clip_seconds + 1.0)
     except MediaError as err:
         return np.zeros(0, dtype=np.float32), 0.0, str(err)
+    if audio.size > cfg.max_clip_seconds * cfg.sample_rate:
+        raise ClipTooLong(f"{path}: audio lasts over {cfg.max_clip_seconds:g} s, the limit (max_clip_seconds); "
+                          "cut long recordings into utterances first")
     if audio.size == 0:
         return audio, 0.0, f"{path}: no audio stream"
     if is_silent(audio):
@@ -97,46 +192,87 @@ def _audio(path: Path, cfg: PreprocessConfig) -> tuple[np.ndarray, float, str | 
     return audio, 1.0, None
 
 
-def extract_features(path: str | Path, cfg: PreprocessConfig) -> ClipFeatures:
-    """Decode one clip into model inputs. Raises ``MediaError`` when neither modality is usable."""
+def extract_features(path: str | Path, cfg: PreprocessConfig,
+                     timings: dict[str, float] | None = None) -> ClipFeatures:
+    """Decode one clip into model inputs. Raises ``MediaError`` when neither modality is usable or the
+    clip is too long, ``faces.FaceBackendError`` when the face backend cannot run at all.
+
+    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc.
+    """
     path = Path(path)
-    frames, video_mask, video_reason = _video(path, cfg)
-    audio, audio_mask, audio_reason = _audio(path, cfg)
-    if not (video_mask or audio_mask):
+    with _stage(timings, "decode"):
+        video, video_reason = _video(path, cfg)
+        frames = model_frames(video, cfg)
+    with _stage(timings, "audio"):
+        audio, audio_mask, audio_reason = _audio(path, cfg, bounded=video is not None)
+    if video is None and not audio_mask:
         raise MediaError(f"{path}: neither usable video nor audio "
                          f"(video: {video_reason}; audio: {audio_reason})")
-    if audio_mask:
-        mfcc = compute_mfcc(audio, cfg)
-    else:
-        mfcc = np.zeros((cfg.audio_steps, cfg.n_mfcc), dtype=np.float32)
-    return ClipFeatures(frames=frames, mfcc=mfcc, video_mask=video_mask, audio_mask=audio_mask,
-                        audio_seconds=audio.size / cfg.sample_rate, config_hash=cfg.hash())
+    with _stage(timings, "face"):
+        faces = analyse_faces(video, path, cfg)
+    with _stage(timings, "mfcc"):
+        sound = compute_audio_features(audio, cfg) if audio_mask else silent_audio_features(cfg)
+    return ClipFeatures(frames=frames, mfcc=sound.mfcc, video_mask=float(video is not None), audio_mask=audio_mask,
+                        audio_seconds=audio.size / cfg.sample_rate, config_hash=cfg.hash(),
+                        mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, face=faces.features,
+                        face_crops=faces.crops, face_present=faces.present, face_table=faces.table)
 
 
-def stack_inputs(records: Sequence[ClipFeatures]) -> dict[str, np.ndarray]:
-    """A batch in the model's input names: frames, mfcc, video_mask, audio_mask."""
-    return {
-        "frames": np.stack([r.frames for r in records]).astype(np.uint8, copy=False),
-        "mfcc": np.stack([r.mfcc for r in records]).astype(np.float32, copy=False),
-        "video_mask": np.array([[r.video_mask] for r in records], dtype=np.float32),
-        "audio_mask": np.array([[r.audio_mask] for r in records], dtype=np.float32),
-    }
+def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
+    """A record of zeros with every mask 0, in ``cfg``'s shapes: for warming a model up."""
+    sound = silent_audio_features(cfg)
+    faces = blank_faces(cfg)
+    return ClipFeatures(frames=model_frames(None, cfg), mfcc=sound.mfcc, video_mask=0.0, audio_mask=0.0,
+                        audio_seconds=0.0, config_hash=cfg.hash(), mfcc_deltas=sound.mfcc_deltas,
+                        logmel=sound.logmel, face=faces.features, face_crops=faces.crops,
+                        face_present=faces.present, face_table=faces.table)
+
+
+_STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
+    "frames": lambda rs: np.stack([r.frames for r in rs]).astype(np.uint8, copy=False),
+    "mfcc": lambda rs: np.stack([r.mfcc for r in rs]).astype(np.float32, copy=False),
+    "video_mask": lambda rs: np.array([[r.video_mask] for r in rs], dtype=np.float32),
+    "audio_mask": lambda rs: np.array([[r.audio_mask] for r in rs], dtype=np.float32),
+    "face": lambda rs: np.stack([r.face for r in rs]).astype(np.float32, copy=False),
+    "face_crops": lambda rs: np.stack([r.face_crops for r in rs]).astype(np.uint8, copy=False)[..., None],
+    "face_mask": lambda rs: np.stack([r.face_present for r in rs]).astype(np.float32, copy=False),
+    "mfcc_deltas": lambda rs: np.stack([r.mfcc_deltas for r in rs]).astype(np.float32, copy=False),
+    "logmel": lambda rs: np.stack([r.logmel for r in rs]).astype(np.float32, copy=False),
+}
+MODEL_INPUTS: tuple[str, ...] = ("frames", "mfcc", "video_mask", "audio_mask", "face", "face_crops", "face_mask")
+AUDIO_EXTRAS: tuple[str, ...] = ("mfcc_deltas", "logmel")
+
+
+def stack_inputs(records: Sequence[ClipFeatures], names: Sequence[str] = MODEL_INPUTS) -> dict[str, np.ndarray]:
+    """A batch under the model's input names.
+
+    ``frames`` (B, T, S, S, 3) uint8, ``mfcc`` (B, A, n_mfcc), ``video_mask``/``audio_mask`` (B, 1),
+    ``face`` (B, T, F) float32, ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T) float32; on
+    request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels).
+    """
+    return {name: _STACKERS[name](records) for name in names}
+
+
+_ARRAYS = ("frames", "mfcc", "mfcc_deltas", "logmel", "face", "face_crops", "face_present", "face_table")
 
 
 def save_features(path: str | Path, features: ClipFeatures) -> None:
     """Write a record atomically (temp file in the same folder, then rename): readers never see half.
 
-    Compressed: 2-6 ms per clip shrinks a real-video record by about 40% (synthetic clips far more).
+    An ``.npz`` (``np.load`` reads it) deflated at level 1: a face-video record shrinks from about 500 to
+    370 kB in ~10 ms, where numpy's default level takes ~15 ms for 1% less.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: getattr(features, name) for name in _ARRAYS}
+    arrays.update(video_mask=np.float32(features.video_mask), audio_mask=np.float32(features.audio_mask),
+                  audio_seconds=np.float64(features.audio_seconds), config_hash=np.array(features.config_hash))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, frames=features.frames, mfcc=features.mfcc,
-                     video_mask=np.float32(features.video_mask), audio_mask=np.float32(features.audio_mask),
-                     audio_seconds=np.float64(features.audio_seconds),
-                     config_hash=np.array(features.config_hash))
+        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as npz:
+            for name, array in arrays.items():
+                with npz.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -146,6 +282,6 @@ def save_features(path: str | Path, features: ClipFeatures) -> None:
 def load_features(path: str | Path) -> ClipFeatures:
     """Read a record written by ``save_features``."""
     with np.load(path, allow_pickle=False) as data:
-        return ClipFeatures(frames=data["frames"], mfcc=data["mfcc"],
+        return ClipFeatures(**{name: data[name] for name in _ARRAYS},
                             video_mask=float(data["video_mask"]), audio_mask=float(data["audio_mask"]),
                             audio_seconds=float(data["audio_seconds"]), config_hash=str(data["config_hash"]))

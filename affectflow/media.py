@@ -16,6 +16,15 @@ class MediaError(ValueError):
     """A file that cannot be used as a clip; the message names the file and the reason."""
 
 
+class ClipTooLong(MediaError):
+    """A clip over the configured maximum duration: the whole clip is rejected, not one modality."""
+
+
+class DamagedVideo(MediaError):
+    """A video stream that opens but whose sampled frames cannot be decoded (a truncated file, say):
+    the whole clip is rejected rather than passed on as audio only."""
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     path: str
@@ -102,16 +111,122 @@ def read_frames(path: str | Path, count: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(frames, dtype=np.uint8)
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+@dataclass(frozen=True)
+class SampledVideo:
+    """Uniformly sampled frames at a working size, with what maps them back to the source video."""
+
+    frames: np.ndarray      # (count, h, w, 3) uint8 RGB, aspect kept, at most the requested width
+    indices: np.ndarray     # the sampled frame indices (0-based) in the source
+    fps: float
+    source_width: int
+    source_height: int
+
+    @property
+    def scale(self) -> float:
+        """Working-frame pixels per source pixel."""
+        return self.frames.shape[2] / self.source_width
+
+
+DECODE_CHUNK = 4  # frames decoded at source size at once: bounds memory on high-resolution video
+
+
+def _declares_video(path: Path) -> bool:
+    """Whether ffmpeg's demuxer lists a video stream (cover art aside): tells a damaged video stream
+    from a file that simply has none, after decord failed to open it."""
+    result = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
+                            timeout=60, check=False)
+    lines = result.stderr.decode(errors="replace").splitlines()
+    return any(line.lstrip().startswith("Stream #") and "Video:" in line and "attached pic" not in line
+               for line in lines)
+
+
+def _working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    if width <= target_width:
+        return width, height
+    return target_width, max(1, int(round(height * target_width / width)))
+
+
+def _shrink(source: tuple[int, int], size: tuple[int, int]) -> int:
+    """Area averaging where it matters (shrinking 2x or more, else fine detail aliases); bilinear below
+    that, where it looks the same and costs a fifth (0.14 vs 0.75 ms for 480 -> 320 px)."""
+    import cv2
+
+    return cv2.INTER_AREA if source[0] >= 2 * size[0] else cv2.INTER_LINEAR
+
+
+def read_sampled(path: str | Path, count: int, width: int, max_seconds: float | None = None) -> SampledVideo:
+    """``count`` uniformly sampled RGB frames, downscaled (aspect kept) to at most ``width`` pixels wide.
+
+    Frames are decoded at source size a few at a time and resized with OpenCV: on these machines that
+    is as fast as decord's in-decoder scaling, needs no second open to learn the source size, and one
+    decode serves both the face backends and the model's small frames. Raises ``ClipTooLong`` before
+    decoding anything when the video lasts more than ``max_seconds``; ``DamagedVideo`` when the file lists
+    a video stream that cannot be decoded; plain ``MediaError`` when it has no video stream.
+    """
+    import cv2
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        reader = _video_reader(path)
+    except MediaError as err:
+        if _declares_video(path):
+            raise DamagedVideo(f"{path}: has a video stream that cannot be decoded, the file may be truncated or "
+                               f"damaged ({str(err.__cause__).splitlines()[0][:120]})") from err
+        raise
+    total, fps = len(reader), float(reader.get_avg_fps())
+    if total == 0:
+        raise DamagedVideo(f"{path}: video stream has no frames")
+    if max_seconds is not None and fps > 0 and total / fps > max_seconds:
+        raise ClipTooLong(f"{path}: clip lasts {total / fps:.1f} s, over the {max_seconds:g} s limit "
+                          "(max_clip_seconds); cut long recordings into utterances first")
+    indices = sample_indices(total, count)
+    frames: list[np.ndarray] = []
+    source = (0, 0)
+    try:
+        for start in range(0, count, DECODE_CHUNK):
+            for frame in reader.get_batch(indices[start:start + DECODE_CHUNK].tolist()).asnumpy():
+                source = (frame.shape[1], frame.shape[0])
+                size = _working_size(*source, width)
+                frames.append(frame if size == source else cv2.resize(frame, size, interpolation=_shrink(source, size)))
+    except Exception as err:  # decord raises bare DECORDError/RuntimeError on damaged streams
+        raise DamagedVideo(f"{path}: video frames could not be decoded, the file may be truncated or damaged "
+                           f"({str(err).splitlines()[0][:120]})") from err
+    return SampledVideo(np.ascontiguousarray(np.stack(frames), dtype=np.uint8), indices, fps, *source)
+
+
+def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Mono float32 audio decoded in-process by decord; an empty array when there is no audio stream.
+
+    No subprocess: about 8 ms of CPU for a 2.5 s clip where ``read_audio`` takes about 22 ms. The whole
+    stream is decoded at once, so use it only where the duration is already known to be bounded (a
+    video that passed its length check); ``read_audio`` can stop early.
+    """
+    from decord import AudioReader, DECORDError, cpu
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        reader = AudioReader(str(path), ctx=cpu(0), sample_rate=sample_rate, mono=True)
+    except (DECORDError, RuntimeError) as err:
+        if "Can't find audio stream" in str(err):
+            return np.zeros(0, dtype=np.float32)
+        raise MediaError(f"{path}: audio could not be decoded ({str(err).splitlines()[0][:120]})") from err
+    return np.ascontiguousarray(reader[:].asnumpy()[0], dtype=np.float32)
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """Mono float32 audio at ``sample_rate``; an empty array when the file has no audio stream.
 
     Uses the static ffmpeg shipped by imageio-ffmpeg (there is no system ffmpeg). ``-map 0:a:0?``
     maps nothing when the file has no audio stream; ffmpeg then refuses to open an output with no
     stream ("Output file does not contain any stream"), which means "no audio", not a broken file.
+    ``max_seconds`` stops decoding there, so memory stays bounded on long files.
     """
     path = Path(path)
     _check_file(path)
-    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0?", "-vn",
+    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds is not None else []
+    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0?", "-vn", *limit,
            "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]
     result = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     if result.returncode != 0:

@@ -12,11 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import affectflow.model  # noqa: F401  (registers the custom layers and losses for deserialisation)
 from affectflow.config import PreprocessConfig
-from affectflow.features import ClipFeatures, extract_features, stack_inputs
+from affectflow.features import ClipFeatures, blank_features, extract_features, stack_inputs, warm_up
 from affectflow.labels import AFFECT_DIMENSIONS
-from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT
+from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 
 MODEL_FILENAME = "model.keras"
 
@@ -57,7 +56,7 @@ class Predictor:
 
     def predict_features(self, records: list[ClipFeatures]) -> list[dict]:
         """Predictions for already extracted clips (one dict per clip)."""
-        outputs = self.model(stack_inputs(records), training=False)
+        outputs = self.model(stack_inputs(records, input_names(self.model)), training=False)
         outputs = {name: np.asarray(value) for name, value in outputs.items()}
         results = []
         for i, record in enumerate(records):
@@ -72,6 +71,12 @@ class Predictor:
                     result[dim] = round(float(value), 6)
             results.append(result)
         return results
+
+    def warm_up(self) -> None:
+        """Compile librosa's code, load the face backend and run the model once, so that the first
+        request of a server is not seconds slow."""
+        warm_up(self.card.preprocess)
+        self.predict_features([blank_features(self.card.preprocess)])
 
     def predict_clip(self, path: str | Path) -> dict:
         """Decode, extract features and predict; raises ``MediaError`` for unusable files."""

@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from affectflow.config import PreprocessConfig, TrainConfig
-from affectflow.features import load_features, stack_inputs
+from affectflow.config import TrainConfig
+from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, build_model, compile_model
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+# Everything a record offers: frames, face (features, crops, mask), MFCC with deltas and log-mel, masks.
+TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
 
 
 @dataclass
@@ -49,7 +51,7 @@ def load_arrays(frame: pd.DataFrame, classes: Sequence[str]) -> Arrays:
     index = {c: i for i, c in enumerate(classes)}
     records = [load_features(Path(p)) for p in frame["record"]]
     affect = frame[list(AFFECT_DIMENSIONS)].astype("float32").to_numpy()
-    return Arrays(stack_inputs(records), frame["emotion"].map(index).to_numpy(np.int64), affect)
+    return Arrays(stack_inputs(records, TRAINING_INPUTS), frame["emotion"].map(index).to_numpy(np.int64), affect)
 
 
 def _dataset(arrays: Arrays, output_names: Sequence[str], batch_size: int, shuffle_seed: int | None):
@@ -87,13 +89,13 @@ class TrainingResult:
     confusion: np.ndarray | None = None
 
 
-def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], preprocess: PreprocessConfig,
-          config: TrainConfig, progress: Progress = log.info) -> TrainingResult:
+def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
+          progress: Progress = log.info) -> TrainingResult:
     """Fit a fresh model; early stopping on validation loss restores the best weights."""
     keras.utils.set_random_seed(config.seed)
     with _strategy().scope():
-        model = build_model(classes, preprocess.num_frames, preprocess.frame_size, preprocess.audio_steps,
-                            preprocess.n_mfcc, config, mfcc_sample=train_set.inputs["mfcc"])
+        shapes = {name: array.shape[1:] for name, array in train_set.inputs.items()}
+        model = build_model(classes, shapes, config, samples=train_set.inputs)
         compile_model(model, config)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),

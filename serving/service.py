@@ -34,9 +34,7 @@ def _numba_cache_dir() -> str:
 os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
 
 import bentoml  # noqa: E402
-import numpy as np  # noqa: E402
 
-from affectflow.features import ClipFeatures, compute_mfcc  # noqa: E402
 from affectflow.media import MediaError  # noqa: E402
 from affectflow.packaging import BENTO_MODEL_NAME, MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
 from affectflow.predict import Predictor  # noqa: E402
@@ -50,16 +48,6 @@ def model_tag() -> str:
     return pinned or os.environ.get(MODEL_TAG_ENV) or f"{BENTO_MODEL_NAME}:latest"
 
 
-def warm_up(predictor: Predictor) -> None:
-    """Compile librosa's numba code and run the model once, so the first request is not seconds slow."""
-    cfg = predictor.card.preprocess
-    tone = np.sin(2 * np.pi * 440 * np.arange(cfg.audio_samples) / cfg.sample_rate).astype(np.float32)
-    blank = np.zeros((cfg.num_frames, cfg.frame_size, cfg.frame_size, 3), dtype=np.uint8)
-    predictor.predict_features([ClipFeatures(frames=blank, mfcc=compute_mfcc(tone, cfg), video_mask=1.0,
-                                             audio_mask=1.0, audio_seconds=cfg.audio_seconds,
-                                             config_hash=cfg.hash())])
-
-
 @bentoml.service(name=SERVICE_NAME, traffic={"timeout": 120})
 class EmotionService:
     """Loads the model and its card once per worker; each request decodes one uploaded clip."""
@@ -68,7 +56,7 @@ class EmotionService:
 
     def __init__(self) -> None:
         self.predictor = Predictor.from_dir(self.model.path, self.model.info.metadata)
-        warm_up(self.predictor)
+        self.predictor.warm_up()
 
     @bentoml.api(route="/predict")
     def predict(self, video: Path, ctx: bentoml.Context) -> dict:

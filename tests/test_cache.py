@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
-from affectflow.cache import FeatureCache, file_sha256, preprocess_clips
+from affectflow.cache import FeatureCache, file_sha256, preprocess_clips, preprocess_paths
 from affectflow.config import PreprocessConfig
 
-CFG = PreprocessConfig(num_frames=8, frame_size=32, audio_seconds=1.0, n_mfcc=13)
+CFG = PreprocessConfig(num_frames=8, frame_size=32, audio_seconds=1.0, n_mfcc=13, face_backend="none")  # cache logic is backend-blind
 
 
 @pytest.fixture
@@ -53,7 +56,7 @@ def test_records_follow_content_not_name(home, clips, tmp_path):
 
 def test_changed_config_recomputes_in_a_new_folder(home, clips):
     FeatureCache(home.features, CFG).get_or_compute(clips[0])
-    changed = PreprocessConfig(num_frames=4, frame_size=32, audio_seconds=1.0, n_mfcc=13)
+    changed = replace(CFG, num_frames=4)
     cache = FeatureCache(home.features, changed)
     features = cache.get_or_compute(clips[0])
     assert (cache.computed, cache.hits) == (1, 0)
@@ -90,3 +93,40 @@ def test_preprocess_clips_counts_video_frames_only_for_clips_with_video(home, ma
     (result,) = preprocess_clips([mute], home.features, CFG)
     assert (result.ok, result.frames) == (True, 0)
     assert result.audio_seconds == pytest.approx(1.0, abs=0.01)
+
+
+def test_preprocess_paths_reports_each_clip_then_a_summary(home, make_clip, tmp_path):
+    batch = tmp_path / "batch"
+    clips = [make_clip(f"b{i}.mp4", seconds=1.0, folder=batch, freq=300 + 100 * i) for i in range(2)]
+    tone = make_clip("tone.wav", seconds=1.0, video=False, folder=batch / "audio")
+    (batch / "labels.csv").write_text("path,emotion\n")
+    (batch / ".hidden.mp4").write_bytes(b"skipped")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00garbage" * 300)
+
+    lines = list(preprocess_paths([batch, broken], "none", cfg=CFG, cache_root=home.features))
+
+    *per_clip, summary = lines
+    assert [line["clip"] for line in per_clip] == [str(tone), *map(str, clips), str(broken)]
+    assert [line["ok"] for line in per_clip] == [True, True, True, False]
+    assert [line["frames"] for line in per_clip] == [0, CFG.num_frames, CFG.num_frames, 0]
+    assert [line["face_frames"] for line in per_clip] == [0, 0, 0, 0]
+    assert per_clip[0]["audio_seconds"] == pytest.approx(1.0, abs=0.01)
+    assert "broken.mp4" in per_clip[3]["error"] and per_clip[0]["error"] is None
+    assert json.loads(json.dumps(lines)) == lines
+    assert {k: summary[k] for k in ("summary", "clips", "ok", "failed", "cached", "computed")} == {
+        "summary": True, "clips": 4, "ok": 3, "failed": 1, "cached": 0, "computed": 3}
+    assert summary["config_hash"] == replace(CFG, face_backend="none").hash()
+
+    again = list(preprocess_paths([batch, broken], "none", cfg=CFG, cache_root=home.features))
+    assert [line["cached"] for line in again[:-1]] == [True, True, True, False]
+    assert (again[-1]["computed"], again[-1]["cached"]) == (0, 3)
+
+
+def test_preprocess_paths_counts_face_frames(home):
+    clip = shared_data("faces", "single_face.mp4")
+    line, summary = preprocess_paths([clip], "landmarks", cache_root=home.features)
+    assert (line["ok"], line["frames"], line["face_frames"]) == (True, 16, 16)
+    assert summary["face_frames"] == 16 and summary["face_backend"] == "landmarks"
+    cached, _ = preprocess_paths([clip], "landmarks", cache_root=home.features)
+    assert cached == {**line, "cached": True}

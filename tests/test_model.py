@@ -22,18 +22,23 @@ PRE = PreprocessConfig(num_frames=4, frame_size=32, audio_seconds=0.5)
 
 def inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
+    t = PRE.num_frames
     return {
-        "frames": rng.integers(0, 256, (batch, PRE.num_frames, PRE.frame_size, PRE.frame_size, 3), dtype=np.uint8),
+        "frames": rng.integers(0, 256, (batch, t, PRE.frame_size, PRE.frame_size, 3), dtype=np.uint8),
         "mfcc": rng.normal(size=(batch, PRE.audio_steps, PRE.n_mfcc)).astype("float32"),
+        "logmel": rng.normal(size=(batch, PRE.audio_steps, PRE.n_mels)).astype("float32"),
         "video_mask": np.ones((batch, 1), "float32"),
         "audio_mask": np.ones((batch, 1), "float32"),
+        "face": rng.normal(size=(batch, t, 10)).astype("float32"),
+        "face_crops": rng.integers(0, 256, (batch, t, 16, 16, 1), dtype=np.uint8),
+        "face_mask": np.ones((batch, t), "float32"),
     }
 
 
 def small_model(task: str = "multitask") -> keras.Model:
     config = replace(TrainConfig(), task=task, hidden_units=16)
-    return build_model(["anger", "happiness", "sadness"], PRE.num_frames, PRE.frame_size, PRE.audio_steps,
-                       PRE.n_mfcc, config)
+    shapes = {name: array.shape[1:] for name, array in inputs(1).items()}
+    return build_model(["anger", "happiness", "sadness"], shapes, config, samples=inputs(8))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -66,23 +71,28 @@ def test_task_modes_build_their_heads(task, heads):
         assert affect.shape == (3, 2) and np.all(np.abs(affect) <= 1)
 
 
-def test_masked_modality_does_not_influence_prediction():
+@pytest.mark.parametrize("mask,arrays", [("audio_mask", ("mfcc", "logmel")), ("face_mask", ("face", "face_crops"))])
+def test_masked_modality_does_not_influence_prediction(mask, arrays):
     model = small_model()
     x = inputs(2)
-    x["audio_mask"][:] = 0
-    other = dict(x, mfcc=np.random.default_rng(9).normal(size=x["mfcc"].shape).astype("float32"))
+    x[mask][:] = 0
+    rng = np.random.default_rng(9)
+    other = dict(x, **{k: (rng.normal(size=x[k].shape) * 50).astype(x[k].dtype) for k in arrays})
     a, b = model(x, training=False), model(other, training=False)
     np.testing.assert_allclose(np.asarray(a[EMOTION_OUTPUT]), np.asarray(b[EMOTION_OUTPUT]), atol=1e-6)
 
 
-def test_modality_dropout_never_hides_both_and_is_identity_at_inference():
+def test_modality_dropout_never_hides_all_and_is_identity_at_inference():
     layer = ModalityDropout(rate=0.5, seed=1)
     ones = np.ones((1000, 1), "float32")
-    video, audio = (np.asarray(t) for t in layer((ones, ones), training=True))
-    assert np.all(video + audio >= 1)
-    assert 0.2 < 1 - video.mean() < 0.5
-    same_v, same_a = layer((ones, ones), training=False)
-    assert np.all(np.asarray(same_v) == 1) and np.all(np.asarray(same_a) == 1)
+    video, audio, face = (np.asarray(t) for t in layer([ones, ones, ones], training=True))
+    assert np.all(video + audio + face >= 1)
+    assert 0.2 < 1 - video.mean() < 0.6
+    absent = np.zeros_like(ones)
+    _, _, still_absent = layer([ones, ones, absent], training=True)
+    assert np.all(np.asarray(still_absent) == 0)  # dropout never invents a modality
+    for mask in layer([ones, ones, ones], training=False):
+        assert np.all(np.asarray(mask) == 1)
 
 
 def test_fit_reduces_loss_and_saved_model_predicts_the_same(tmp_path):

@@ -34,7 +34,7 @@ def arrays(n: int, seed: int) -> Arrays:
 @pytest.fixture
 def experiment() -> Experiment:
     config = replace(TrainConfig(), epochs=3, hidden_units=16, batch_size=8)
-    result = train(arrays(24, 0), arrays(12, 1), CLASSES, PRE, config, progress=lambda _: None)
+    result = train(arrays(24, 0), arrays(12, 1), CLASSES, config, progress=lambda _: None)
     test = arrays(12, 2)
     result.metrics, result.confusion = evaluate(result.model, test, CLASSES)
     return Experiment(result, CLASSES, pd.DataFrame(), {"uar": 0.5}, test, PRE)
@@ -73,7 +73,7 @@ def test_weaker_challenger_does_not_take_the_alias(home, experiment):
     first = log_training(experiment.result, card, TrainConfig(), "toy", sample, {})
     challenge(first, experiment)
     # an untrained challenger: same architecture, random weights, scored on the same clips
-    weak = train(arrays(6, 3), arrays(3, 4), CLASSES, PRE, replace(TrainConfig(), epochs=1, hidden_units=16),
+    weak = train(arrays(6, 3), arrays(3, 4), CLASSES, replace(TrainConfig(), epochs=1, hidden_units=16),
                  progress=lambda _: None)
     weak.metrics, weak.confusion = evaluate(weak.model, experiment.test, CLASSES)
     second = log_training(weak, card, TrainConfig(), "toy", sample, {})
