@@ -16,6 +16,7 @@ from pathlib import Path
 from affectflow.config import activate_home
 
 DEMO_DATASET = "synthetic"
+DESCRIPTION = "affectflow: audio-visual emotion recognition from raw video batches to a served, retrainable model."
 EPILOG = """\
 All state lives under AFFECTFLOW_HOME (default ./.affectflow): inbox, quarantine, curated datasets,
 feature cache, MLflow store, BentoML store and Prefect's embedded database.
@@ -23,6 +24,8 @@ feature cache, MLflow store, BentoML store and Prefect's embedded database.
 typical session:
   affectflow demo                              # synthetic corpus -> ... -> Bento, end to end
   affectflow synth --out inbox-batch           # write a synthetic batch (media + labels.csv)
+  affectflow datasets import emodb ../shared/data/emodb --out .affectflow/inbox/emodb-1
+  affectflow preprocess clip.mp4 --face-backend landmarks
   affectflow ingest --inbox DIR                # validate and accept/quarantine every batch in DIR
   affectflow train --dataset synthetic         # train, register, promote, package
   affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR
@@ -67,6 +70,44 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
              + (f" report: {result['report']}" if result["status"] == "quarantined" else ""))
     _emit(results)
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> None:
+    from affectflow.datasets import ADAPTERS
+
+    for adapter in ADAPTERS.values():
+        options = ", ".join(f"--{name.replace('_', '-')}" for name in adapter.options) or "no options"
+        _say(f"{adapter.name:10s} {adapter.description} ({options})")
+    _emit(sorted(ADAPTERS))
+
+
+def cmd_datasets_import(args: argparse.Namespace) -> None:
+    from affectflow.datasets import ADAPTERS, import_dataset
+
+    options = {name: getattr(args, name) for adapter in ADAPTERS.values() for name in adapter.options}
+    frame = import_dataset(args.adapter, Path(args.source), Path(args.out), link=args.link, dataset=args.dataset,
+                           progress=_bar("importing"), **options)
+    skipped = frame.attrs.get("import", {}).get("skipped", {})
+    _emit({"out": str(Path(args.out).resolve()), "clips": len(frame), "speakers": frame["speaker"].nunique(),
+           "emotions": frame["emotion"].value_counts().to_dict(), "skipped": skipped})
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from affectflow.cache import preprocess_paths
+    from affectflow.faces import FaceBackendError
+
+    try:
+        lines = preprocess_paths(args.paths, face_backend=args.face_backend, workers=args.workers,
+                                 inspect_dir=args.inspect)
+    except FaceBackendError as err:
+        _say(f"error: {err}")
+        raise SystemExit(2) from err
+    failed = 0
+    for line in lines:
+        failed += int(not line.get("summary") and not line["ok"])
+        _emit(line)
+    if failed:
+        raise SystemExit(1)
 
 
 def _summary_json(summary: dict) -> dict:
@@ -157,8 +198,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _emit(_summary_json(summary) | {"seconds": round(elapsed, 1)})
 
 
+def _add_adapter_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per adapter option (shared names share one parser); adapters check their own choices."""
+    from affectflow.datasets import ADAPTERS
+
+    seen: set[str] = set()
+    for adapter in ADAPTERS.values():
+        for name, option in adapter.options.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            flag = f"--{name.replace('_', '-')}"
+            if option.flag:
+                parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=option.help)
+            else:
+                parser.add_argument(flag, dest=name, type=option.parse, default=None, help=option.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="affectflow", description=__doc__.splitlines()[0], epilog=EPILOG,
+    parser = argparse.ArgumentParser(prog="affectflow", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="state folder (default: $AFFECTFLOW_HOME or ./.affectflow)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -176,6 +234,30 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--speakers", type=int, default=8, help="number of speakers (default 8)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.set_defaults(func=cmd_synth)
+
+    datasets = sub.add_parser("datasets", help="corpus adapters: list them, import a corpus as a batch")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    datasets_sub.add_parser("list", help="the adapters and their options").set_defaults(func=cmd_datasets_list)
+    importer = datasets_sub.add_parser(
+        "import", help="write a batch (media + labels.csv) from a corpus's native layout",
+        description="Media are copied (or hard-linked with --link), never moved or modified. Options not "
+                    "taken by the chosen adapter are rejected. Layouts and label mappings: docs/datasets.md.")
+    importer.add_argument("adapter", help="crema-d, enterface, mafw, ravdess, emodb or csv")
+    importer.add_argument("source", help="the corpus folder in its native layout")
+    importer.add_argument("--out", required=True, help="batch folder to create, e.g. .affectflow/inbox/crema-d-1")
+    importer.add_argument("--link", action="store_true", help="hard-link media instead of copying")
+    importer.add_argument("--dataset", help="dataset name in the store (default: the adapter name)")
+    _add_adapter_options(importer)
+    importer.set_defaults(func=cmd_datasets_import)
+
+    preprocess = sub.add_parser("preprocess", help="fill the feature cache for clips or batch folders (JSON lines)")
+    preprocess.add_argument("paths", nargs="+", metavar="PATH", help="clips or folders of clips")
+    preprocess.add_argument("--face-backend", default="landmarks", choices=["landmarks", "openface", "none"],
+                            help="landmarks: built-in dlib 68 points (default); openface: the FeatureExtraction "
+                                 "binary ($AFFECTFLOW_OPENFACE_BIN); none: no face features")
+    preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    preprocess.add_argument("--inspect", metavar="DIR", help="also write an MFCC image and an AU overlay video per clip")
+    preprocess.set_defaults(func=cmd_preprocess)
 
     ingest = sub.add_parser("ingest", help="validate inbox batches; accept into the store or quarantine")
     ingest.add_argument("--inbox", help="folder of batches (default: <home>/inbox)")
