@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole pipeline end to end on the built-in synthetic corpus")
-    demo.add_argument("--clips", type=int, default=240, help="synthetic clips to generate (default 240)")
-    demo.add_argument("--speakers", type=int, default=8, help="synthetic speakers (default 8)")
+    demo.add_argument("--clips", type=int, default=360, help="synthetic clips to generate (default 360)")
+    demo.add_argument("--speakers", type=int, default=12, help="synthetic speakers (default 12)")
     demo.add_argument("--epochs", type=int, default=40, help="maximum epochs; early stopping (default 40)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
     demo.set_defaults(func=cmd_demo)
