@@ -1,0 +1,79 @@
+"""End to end under Prefect's test harness: synthetic batch -> ingest -> features -> train -> MLflow
+-> champion -> Bento; then the CLI evaluates the champion on speakers it never saw."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+from affectflow.config import activate_home
+from affectflow.synth import SYNTH_EMOTIONS, write_synthetic_batch
+
+pytestmark = pytest.mark.slow
+
+CHANCE = 1 / len(SYNTH_EMOTIONS)
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def run_cli(*args: str, home) -> dict:
+    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home)}
+    done = subprocess.run([sys.executable, "-m", "affectflow.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
+    from flows.pipeline import pipeline_flow
+    from flows.train import train_flow
+
+    activate_home(home.home)
+    write_synthetic_batch(home.inbox / "batch-a", clips=216, speakers=9, seed=1, seconds=1.0)
+    (home.inbox / "broken").mkdir()
+    (home.inbox / "broken" / "labels.csv").write_text("path,dataset,speaker,emotion\nclip.mp4,synthetic,x,joy\n")
+
+    summary = pipeline_flow(home=str(home.home), epochs=30)
+
+    statuses = {b["batch"]: b["status"] for b in summary["batches"]}
+    assert statuses == {"batch-a": "accepted", "broken": "quarantined"}
+    assert (home.quarantine / "broken" / "report.md").is_file()
+    assert summary["dataset_version"].startswith("v-")
+    metrics = summary["metrics"]
+    assert metrics["n"] == 72  # three held-out speakers x 24 clips: every test clip evaluated
+    assert metrics["uar"] > 2 * CHANCE, metrics  # learning happened, on speakers never seen in training
+    assert metrics["ccc_arousal"] > 0.2 and metrics["ccc_valence"] > 0.2, metrics
+    assert summary["promoted"] and summary["bento"].startswith("affectflow:")
+
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("affectflow-synthetic", "champion")
+    assert summary["registered"] == f"models:/affectflow-synthetic/{version.version}"
+    assert client.get_run(version.run_id).data.tags["dataset_version"] == summary["dataset_version"]
+
+    # Nothing new: the second run reuses every cached feature record and registers a second version.
+    records = sorted(home.features.rglob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in records]
+    again = train_flow(home=str(home.home), epochs=30)
+    assert again["registered"].endswith("/2")
+    assert sorted(home.features.rglob("*.npz")) == records
+    assert [p.stat().st_mtime_ns for p in records] == stamps
+
+    # The CLI: evaluate the champion on a batch of speakers it never saw, and predict one clip.
+    unseen = write_synthetic_batch(tmp_path / "unseen", clips=36, speakers=3, seed=77, seconds=1.0)
+    result = run_cli("evaluate", "--model", "models:/affectflow-synthetic@champion", "--data",
+                     str(tmp_path / "unseen"), home=home)
+    assert result["n"] == len(unseen)
+    assert {"uar", "war", "macro_f1", "ccc_arousal", "ccc_valence"} <= set(result)
+    assert result["uar"] > CHANCE
+    prediction = run_cli("predict", str(tmp_path / "unseen" / unseen["path"][0]), home=home)
+    assert prediction["emotion"] in SYNTH_EMOTIONS
+    assert -1 <= prediction["arousal"] <= 1 and -1 <= prediction["valence"] <= 1
