@@ -13,7 +13,7 @@ from affectflow.config import PreprocessConfig, TrainConfig, get_paths
 from affectflow.experiment import Experiment, run_experiment
 from affectflow.predict import ModelCard
 from affectflow.registry import RegisteredModel, configure, log_training
-from affectflow.reports import confusion_matrix_png, metrics_markdown
+from affectflow.reports import confusion_matrix_png, metrics_markdown, training_curves_png
 from tasks.artifacts import markdown_with_image
 
 
@@ -31,11 +31,13 @@ def registered_model(frame: pd.DataFrame, dataset: str, dataset_version: str, ho
                               extra_params={"n_train": int((experiment.frame["split"] == "train").sum()),
                                             "n_test": len(experiment.test)})
     report = metrics_markdown(experiment.result.metrics, f"{registered.name} v{registered.version}: test split")
-    if experiment.result.confusion is not None:
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = training_curves_png(experiment.result.history, Path(tmp) / "curves.png")
+        markdown_with_image("training-curves", f"Training curves (best epoch {experiment.result.best_epoch})", curves)
+        if experiment.result.confusion is not None:
             png = confusion_matrix_png(experiment.result.confusion, experiment.classes, Path(tmp) / "cm.png")
             markdown_with_image("test-confusion-matrix", "Confusion matrix (unseen speakers)", png, report)
-    else:
-        create_markdown_artifact(key="test-metrics", markdown=report)
+        else:
+            create_markdown_artifact(key="test-metrics", markdown=report)
     logger.info("registered %s (run %s)", registered.uri, registered.run_id)
     return experiment, registered
