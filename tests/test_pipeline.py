@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
 
 from affectflow.config import activate_home
 from affectflow.synth import SYNTH_EMOTIONS, write_synthetic_batch
@@ -53,6 +54,11 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     assert metrics["uar"] > 2 * CHANCE, metrics  # learning happened, on speakers never seen in training
     assert metrics["ccc_arousal"] > 0.2 and metrics["ccc_valence"] > 0.2, metrics
     assert summary["promoted"] and summary["bento"].startswith("affectflow:")
+
+    with get_client(sync_client=True) as prefect:
+        keys = {artifact.key for artifact in prefect.read_artifacts()}
+    assert {"ingest-results", "quarantine-report", "training-curves", "test-confusion-matrix",
+            "champion-decision"} <= keys
 
     client = MlflowClient()
     version = client.get_model_version_by_alias("affectflow-synthetic", "champion")
