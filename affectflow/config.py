@@ -70,8 +70,8 @@ class Paths:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """``MLFLOW_TRACKING_URI`` wins (e.g. an MLflow server); otherwise the home's sqlite store."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+        """A user's ``MLFLOW_TRACKING_URI`` wins (e.g. an MLflow server); otherwise the home's sqlite store."""
+        return user_setting("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
 
     def ensure(self) -> Paths:
         for folder in (self.inbox, self.quarantine, self.datasets, self.features, self.reports,
@@ -89,6 +89,17 @@ def get_paths(home: str | os.PathLike[str] | None = None) -> Paths:
 _SET_BY_US: dict[str, str] = {}
 
 
+def user_setting(name: str) -> str | None:
+    """``$name`` unless affectflow itself set it for a home (then it is ours to replace)."""
+    value = os.environ.get(name)
+    return None if value is None or value == _SET_BY_US.get(name) else value
+
+
+def remember_setting(name: str, value: str) -> None:
+    """Record that ``$name`` now holds a value derived from a home (e.g. one a library exported for us)."""
+    _SET_BY_US[name] = value
+
+
 def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
     """Point the environment of this process (and its children) at one home.
 
@@ -101,7 +112,7 @@ def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
     derived = {"PREFECT_HOME": paths.prefect_home, "BENTOML_HOME": paths.bentoml_home,
                "NUMBA_CACHE_DIR": paths.numba_cache}
     for name, value in derived.items():
-        if name not in os.environ or os.environ[name] == _SET_BY_US.get(name):
+        if user_setting(name) is None:
             os.environ[name] = _SET_BY_US[name] = str(value)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # no usage reporting from a closed network

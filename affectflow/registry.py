@@ -15,7 +15,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from affectflow.config import Paths, TrainConfig
+from affectflow.config import Paths, TrainConfig, remember_setting
 from affectflow.predict import ModelCard, Predictor
 from affectflow.reports import confusion_matrix_png, metrics_markdown, training_curves_png
 from affectflow.training import TrainingResult
@@ -42,7 +42,9 @@ def model_name(dataset: str) -> str:
 
 def configure(paths: Paths, experiment: str = "affectflow") -> str:
     """Point MLflow at the home's store and make sure the experiment exists; returns its id."""
-    mlflow.set_tracking_uri(paths.mlflow_tracking_uri)
+    uri = paths.mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    remember_setting("MLFLOW_TRACKING_URI", uri)  # MLflow exports it; another home must be able to replace it
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         experiment_id = found.experiment_id

@@ -83,3 +83,14 @@ def test_weaker_challenger_does_not_take_the_alias(home, experiment):
         assert not decision.promoted and champion("affectflow-toy").version == first.version
     else:  # the one-epoch model happened to be as good: then it must hold the alias
         assert decision.promoted and champion("affectflow-toy").version == second.version
+
+
+def test_configure_follows_the_home_but_keeps_a_users_server(tmp_path, monkeypatch):
+    from affectflow.config import get_paths
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    configure(get_paths(tmp_path / "a").ensure())
+    configure(get_paths(tmp_path / "b").ensure())  # MLflow exported home a's URI; home b must replace it
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'server.db'}")
+    assert get_paths(tmp_path / "c").mlflow_tracking_uri.endswith("server.db")

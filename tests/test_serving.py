@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from affectflow.config import PreprocessConfig, TrainConfig
+from affectflow.features import blank_features, stack_inputs
 from affectflow.model import build_model
 from affectflow.packaging import (
     BENTO_MODEL_NAME,
@@ -30,6 +31,7 @@ from affectflow.packaging import (
     serve_command,
 )
 from affectflow.predict import ModelCard, Predictor
+from affectflow.training import TRAINING_INPUTS
 
 CLASSES = ("anger", "happiness", "sadness")
 READY_TIMEOUT_S = 90
@@ -38,8 +40,8 @@ READY_TIMEOUT_S = 90
 def save_model(model_version: str) -> str:
     """A small untrained multitask model saved to the current BentoML store; returns its tag."""
     cfg = PreprocessConfig()
-    model = build_model(CLASSES, cfg.num_frames, cfg.frame_size, cfg.audio_steps, cfg.n_mfcc,
-                        TrainConfig(hidden_units=16))
+    shapes = {name: array.shape[1:] for name, array in stack_inputs([blank_features(cfg)], TRAINING_INPUTS).items()}
+    model = build_model(CLASSES, shapes, TrainConfig(hidden_units=16))
     card = ModelCard(CLASSES, cfg, "multitask", model_version=model_version, dataset_version="test-ds")
     return save_to_bentoml(model, card)
 
