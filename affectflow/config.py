@@ -173,6 +173,7 @@ class PreprocessConfig:
 
 
 Task = Literal["classification", "regression", "multitask"]
+AudioEncoder = Literal["stats", "conv", "hybrid"]
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,17 @@ class TrainConfig:
     dropout: float = 0.3
     hidden_units: int = 128
     patience: int = 8             # early stopping on validation loss, best weights restored
+    min_epochs: int = 10          # epochs before early stopping may pick a best epoch (one noisy val speaker)
     val_fraction: float = 0.2     # of speakers, carved from the training side
     test_fraction: float = 0.3    # of speakers, never seen in training or model selection
     seed: int = 13
+    audio_encoder: AudioEncoder = "hybrid"  # utterance statistics, temporal convolutions, or both
+    spec_augment: int = 2         # time and feature masks per clip in training (0: off)
+    shared_layers: int = 2        # dense layers after fusion (0-2)
+    modality_dropout: float = 0.15  # chance per modality and clip of hiding it in training (never all)
+    class_weighting: bool = True  # cross-entropy weighted by inverse class frequency of the training set
+    speaker_norm: bool = True     # align each speaker's audio feature statistics (unlabelled audio only)
+    refit: bool = False           # after early stopping, refit on train + val for the best epoch count
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

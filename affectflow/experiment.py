@@ -16,7 +16,7 @@ from affectflow.config import PreprocessConfig, TrainConfig
 from affectflow.evaluation import evaluate
 from affectflow.labels import AFFECT_DIMENSIONS, EMOTIONS, affect_of
 from affectflow.splits import speaker_split
-from affectflow.training import Arrays, Progress, TrainingResult, load_arrays, train
+from affectflow.training import Arrays, Progress, TrainingResult, load_arrays, ready_for, train
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
                    classes: Sequence[str] | None = None, progress: Progress = log.info) -> Experiment:
     """Split by speaker, train on train, select on val, report on the whole test split.
 
+    ``Experiment.test`` holds the test arrays as the model takes them (speakers aligned when
+    ``config.speaker_norm``), so a champion is scored on exactly what the challenger saw.
+
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence.
     """
     chosen = choose_classes(frame["emotion"], classes)
@@ -75,6 +78,7 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
     result = train(sets["train"], sets["val"], chosen, config, progress)
-    val_metrics, _ = evaluate(result.model, sets["val"], chosen)
-    result.metrics, result.confusion = evaluate(result.model, sets["test"], chosen)
-    return Experiment(result, chosen, frame, val_metrics, sets["test"], preprocess)
+    val_metrics, _ = evaluate(result.model, ready_for(result.model, sets["val"], config), chosen)
+    test = ready_for(result.model, sets["test"], config)
+    result.metrics, result.confusion = evaluate(result.model, test, chosen)
+    return Experiment(result, chosen, frame, val_metrics, test, preprocess)

@@ -1,8 +1,10 @@
 """The multitask audio-visual model: encoders per modality, masked fusion, emotion and affect heads.
 
-Inputs (see ``affectflow.features.stack_inputs``): ``frames`` (B, T, S, S, 3) uint8, audio features
-(``mfcc``, optionally ``mfcc_deltas``, ``logmel``: (B, A, n)), ``video_mask`` and ``audio_mask`` (B, 1),
-and optionally the face: ``face`` (B, T, F), ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T).
+Inputs (see ``affectflow.features.stack_inputs``), each modality optional: video ``frames``
+(B, T, S, S, 3) uint8 with ``video_mask`` (B, 1); audio features (``mfcc``, optionally
+``mfcc_deltas``, ``logmel``: (B, A, n)) with ``audio_mask`` (B, 1); the face: ``face`` (B, T, F),
+``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T). Training builds encoders only for the
+modalities its corpus carries (``training.prepare``): an audio-only corpus gives an audio-only model.
 Outputs: ``emotion`` softmax over the class list and/or ``affect`` tanh ``[arousal, valence]``.
 """
 
@@ -18,6 +20,8 @@ from affectflow.config import TrainConfig
 
 EMOTION_OUTPUT = "emotion"
 AFFECT_OUTPUT = "affect"
+# An audio frame whose MFCC 1..n all stay below this is silence or padding (a flat log-mel spectrum).
+SILENCE_MFCC = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="affectflow")
@@ -80,20 +84,101 @@ def _video_encoder(frames, units: int):
     return layers.Dense(units, activation="relu", name="video_embedding")(x)
 
 
-def _audio_encoder(audio_inputs: dict, units: int, samples: Mapping[str, np.ndarray]):
-    """Each audio feature normalised (statistics of the training set), stacked per time step, then two
-    1-D convolutions and pooling over time."""
+@keras.saving.register_keras_serializable(package="affectflow")
+class SpecAugment(layers.Layer):
+    """In training, zeroes ``masks`` random time spans and ``masks`` random feature bands of each clip.
+
+    SpecAugment (Park et al. 2019) on normalised features, where zero is the training mean: the model
+    cannot lean on any one moment or band. Spans are up to ``max_time`` steps and ``max_bands`` features
+    wide; the identity at inference.
+    """
+
+    def __init__(self, masks: int = 2, max_time: int = 30, max_bands: int = 20, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.masks, self.max_time, self.max_bands, self.seed = masks, max_time, max_bands, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def _keep(self, batch, length, width: int, axis: int):
+        """1 outside one random span per clip along ``axis`` (1: time, 2: features), 0 inside it."""
+        shape = (batch, 1, 1)
+        span = keras.random.uniform(shape, 0, width, seed=self.generator)
+        start = keras.random.uniform(shape, 0, 1, seed=self.generator) * ops.cast(length, "float32")
+        position = ops.cast(ops.arange(length), "float32")
+        position = ops.reshape(position, (1, -1, 1) if axis == 1 else (1, 1, -1))
+        return ops.cast((position < start) | (position >= start + span), "float32")
+
+    def call(self, x, training=False):
+        if not training or self.masks <= 0:
+            return x
+        batch, steps, features = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
+        keep = ops.ones_like(x)
+        for _ in range(self.masks):
+            keep = keep * self._keep(batch, steps, self.max_time, 1) * self._keep(batch, features, self.max_bands, 2)
+        return x * keep
+
+    def get_config(self):
+        return {**super().get_config(), "masks": self.masks, "max_time": self.max_time,
+                "max_bands": self.max_bands, "seed": self.seed}
+
+
+def active_frames(mfcc):
+    """(B, A) 1.0 for audio frames with sound, 0.0 for digital silence and the zero padding of the
+    fixed-length window: there the log-mel spectrum is flat, so every MFCC but the 0th vanishes."""
+    return ops.cast(ops.max(ops.abs(mfcc[..., 1:]), axis=-1) > SILENCE_MFCC, "float32")
+
+
+def sound_frames(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(n, A) bool, numpy: ``active_frames`` of the clips that have audio (``audio_mask``)."""
+    present = inputs["audio_mask"][:, :1] > 0 if "audio_mask" in inputs else True
+    return (np.abs(inputs["mfcc"][..., 1:]).max(axis=-1) > SILENCE_MFCC) & present
+
+
+def _masked_statistics(x, frame_mask):
+    """Mean and standard deviation over the frames where ``frame_mask`` is 1 (utterance functionals)."""
+    weights = ops.expand_dims(frame_mask, -1)
+    count = ops.maximum(ops.sum(weights, axis=1), 1.0)
+    mean = ops.sum(x * weights, axis=1) / count
+    variance = ops.sum(ops.square(x - ops.expand_dims(mean, 1)) * weights, axis=1) / count
+    return ops.concatenate([mean, ops.sqrt(variance + 1e-6)], axis=-1)
+
+
+def _audio_encoder(audio_inputs: dict, config: TrainConfig, samples: Mapping[str, np.ndarray]):
+    """Audio features normalised (statistics of the training set) and stacked per time step, then
+    ``config.audio_encoder``:
+
+    - ``stats``: mean and standard deviation of every feature over the frames with sound;
+    - ``conv``: SpecAugment, two 1-D convolutions over time, mean and std of their maps over those frames;
+    - ``hybrid``: both, side by side.
+
+    Normalisers and statistics ignore silence and padding (``active_frames``), so a 2 s utterance in a
+    3 s window is described by its 2 s.
+    """
+    units = config.hidden_units
+    active = active_frames(audio_inputs["mfcc"])
+    sound = sound_frames(samples) if "mfcc" in samples else None
     parts = []
     for name, tensor in audio_inputs.items():
         norm = layers.Normalization(axis=-1, name=f"{name}_norm")
-        if name in samples:
-            norm.adapt(samples[name].reshape(-1, samples[name].shape[-1]))
+        if name in samples:  # statistics of the frames with sound: silence and padding would skew them
+            values = samples[name]
+            norm.adapt(values[sound] if sound is not None and sound.any() else values.reshape(-1, values.shape[-1]))
         parts.append(norm(tensor))
     x = parts[0] if len(parts) == 1 else layers.Concatenate(name="audio_features")(parts)
-    x = layers.Conv1D(64, 5, padding="same", activation="relu", name="audio_conv1")(x)
-    x = layers.MaxPooling1D(2)(x)
-    x = layers.Conv1D(units, 5, padding="same", activation="relu", name="audio_conv2")(x)
-    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    branches = []
+    if config.audio_encoder in ("stats", "hybrid"):
+        stats = layers.BatchNormalization(name="audio_stats_bn")(_masked_statistics(x, active))
+        branches.append(layers.Dropout(config.dropout, name="audio_stats_dropout")(stats))
+    if config.audio_encoder in ("conv", "hybrid"):
+        h = SpecAugment(config.spec_augment, seed=config.seed, name="spec_augment")(x)
+        h = layers.Conv1D(64, 5, padding="same", name="audio_conv1")(h)
+        h = layers.Activation("relu")(layers.BatchNormalization(name="audio_conv1_bn")(h))
+        h = layers.MaxPooling1D(2, name="audio_pool")(h)
+        pooled_active = layers.MaxPooling1D(2)(ops.expand_dims(active, -1))[..., 0]
+        h = layers.Conv1D(units, 5, padding="same", name="audio_conv2")(h)
+        h = layers.Activation("relu")(layers.BatchNormalization(name="audio_conv2_bn")(h))
+        conv = _masked_statistics(h, pooled_active)
+        branches.append(layers.Dropout(config.dropout, name="audio_conv_dropout")(conv))
+    x = branches[0] if len(branches) == 1 else layers.Concatenate(name="audio_branches")(branches)
     return layers.Dense(units, activation="relu", name="audio_embedding")(x)
 
 
@@ -129,26 +214,34 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
                 samples: Mapping[str, np.ndarray] | None = None) -> keras.Model:
     """Build (uncompiled) the model for ``config.task`` over the inputs named in ``shapes``.
 
-    ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; the face
-    branch exists when ``face`` is among them. ``samples`` (training arrays) adapt the normalisers.
+    ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; an
+    encoder exists for each modality whose inputs are there: video (``frames``, ``video_mask``), audio
+    (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, with ``audio_mask``), face (``face``,
+    ``face_crops``, ``face_mask``). ``samples`` (training arrays) adapt the normalisers.
     """
     samples = samples or {}
     dtypes = {"frames": "uint8", "face_crops": "uint8"}
     inputs = {name: keras.Input(tuple(shape), dtype=dtypes.get(name, "float32"), name=name)
               for name, shape in shapes.items()}
     units = config.hidden_units
-    embeddings = [_video_encoder(inputs["frames"], units),
-                  _audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, units, samples)]
-    masks = [inputs["video_mask"], inputs["audio_mask"]]
+    embeddings, masks = [], []
+    if "frames" in inputs:
+        embeddings.append(_video_encoder(inputs["frames"], units))
+        masks.append(inputs["video_mask"])
+    if "mfcc" in inputs:
+        embeddings.append(_audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, config, samples))
+        masks.append(inputs["audio_mask"])
     if "face" in inputs:
         found = samples["face"][samples["face_mask"] > 0] if "face" in samples else None
         embeddings.append(_face_encoder(inputs["face"], inputs["face_crops"], inputs["face_mask"], units,
                                         found if found is not None and len(found) else None))
         masks.append(ops.max(inputs["face_mask"], axis=1, keepdims=True))
+    if not embeddings:
+        raise ValueError(f"no modality among the inputs {sorted(shapes)}: need frames, mfcc or face")
 
-    masks = ModalityDropout(0.15, seed=config.seed, name="modality_dropout")(masks)
+    masks = ModalityDropout(config.modality_dropout, seed=config.seed, name="modality_dropout")(masks)
     x = layers.Concatenate(name="fusion")([e * m for e, m in zip(embeddings, masks)] + list(masks))
-    for i, width in enumerate((units, units // 2)):
+    for i, width in enumerate((units, units // 2)[:config.shared_layers]):
         x = layers.Dense(width, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-4),
                          name=f"shared_dense{i + 1}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"shared_bn{i + 1}")(x)  # few steps per epoch

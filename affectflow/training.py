@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,21 @@ from affectflow.config import TrainConfig
 from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, build_model, compile_model
+from affectflow.speakers import align_speakers, aligned_for, audio_statistics
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 # Everything a record offers: frames, face (features, crops, mask), MFCC with deltas and log-mel, masks.
 TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
+
+
+# Each modality's presence input and the inputs that carry it.
+MODALITIES: dict[str, tuple[str, ...]] = {
+    "video": ("video_mask", "frames"),
+    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS),
+    "face": ("face_mask", "face", "face_crops"),
+}
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Arrays:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray          # class index per clip
     affect: np.ndarray          # (n, 2) [arousal, valence]
+    speakers: np.ndarray | None = None  # speaker per clip, for speaker normalisation and group metrics
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,23 +50,73 @@ class Arrays:
         available = {EMOTION_OUTPUT: self.labels, AFFECT_OUTPUT: self.affect}
         return {name: available[name] for name in output_names}
 
+    def replace(self, **changes) -> Arrays:
+        return dataclasses.replace(self, **changes)
+
+    def subset(self, index: np.ndarray) -> Arrays:
+        """The clips at positions ``index`` (or a boolean mask)."""
+        return Arrays({k: v[index] for k, v in self.inputs.items()}, self.labels[index], self.affect[index],
+                      None if self.speakers is None else self.speakers[index])
+
+    def modalities(self) -> list[str]:
+        """The modalities these arrays have inputs for, whether or not any clip carries them."""
+        return [name for name, (mask, *_) in MODALITIES.items() if mask in self.inputs]
+
+    def present(self) -> list[str]:
+        """The modalities that at least one clip carries (mask > 0)."""
+        return [m for m in self.modalities() if self.inputs[MODALITIES[m][0]].any()]
+
+    def only(self, modalities: Sequence[str]) -> Arrays:
+        """A copy without the inputs of other modalities: a model built on it has no encoder for them."""
+        kept = {name for m in modalities for name in MODALITIES[m]}
+        dropped = {name for m in self.modalities() if m not in modalities for name in MODALITIES[m]}
+        return self.replace(inputs={k: v for k, v in self.inputs.items() if k in kept or k not in dropped})
+
     def masked(self, modality: str) -> Arrays:
-        """A copy with one modality hidden (``video`` or ``audio``): for ablations."""
-        inputs = dict(self.inputs)
-        inputs[f"{modality}_mask"] = np.zeros_like(inputs[f"{modality}_mask"])
-        return Arrays(inputs, self.labels, self.affect)
+        """A copy with one modality hidden (``video``, ``audio`` or ``face``): for ablations."""
+        mask = MODALITIES[modality][0]
+        return self.replace(inputs={**self.inputs, mask: np.zeros_like(self.inputs[mask])})
+
+
+def concatenate(parts: Sequence[Arrays]) -> Arrays:
+    """The clips of several sets, in order (they must have the same inputs)."""
+    speakers = None if any(p.speakers is None for p in parts) else np.concatenate([p.speakers for p in parts])
+    return Arrays({k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs},
+                  np.concatenate([p.labels for p in parts]), np.concatenate([p.affect for p in parts]), speakers)
 
 
 def load_arrays(frame: pd.DataFrame, classes: Sequence[str]) -> Arrays:
-    """Stack the cached records named in ``frame.record`` with the frame's labels."""
+    """Stack the cached records named in ``frame.record`` with the frame's labels and speakers."""
     index = {c: i for i, c in enumerate(classes)}
     records = [load_features(Path(p)) for p in frame["record"]]
     affect = frame[list(AFFECT_DIMENSIONS)].astype("float32").to_numpy()
-    return Arrays(stack_inputs(records, TRAINING_INPUTS), frame["emotion"].map(index).to_numpy(np.int64), affect)
+    return Arrays(stack_inputs(records, TRAINING_INPUTS), frame["emotion"].map(index).to_numpy(np.int64), affect,
+                  frame["speaker"].astype(str).to_numpy())
 
 
-def _dataset(arrays: Arrays, output_names: Sequence[str], batch_size: int, shuffle_seed: int | None):
-    data = tf.data.Dataset.from_tensor_slices((arrays.inputs, arrays.targets(output_names)))
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``n / (k * count_c)`` per class (scikit-learn's "balanced"): every class weighs the same in total.
+
+    Classes absent from ``labels`` get weight 0 (they contribute nothing anyway).
+    """
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def input_pipeline(arrays: Arrays, output_names: Sequence[str], batch_size: int, shuffle_seed: int | None,
+             emotion_weights: np.ndarray | None = None):
+    """Batches of (inputs, targets[, sample weights]); ``emotion_weights`` (per class) weight the
+    cross-entropy per clip. Keras 3 takes no ``class_weight`` with dict outputs, so the weights travel as
+    per-output sample weights (1 for the affect head)."""
+    parts = (arrays.inputs, arrays.targets(output_names))
+    if emotion_weights is not None:
+        ones = np.ones(len(arrays), np.float32)
+        parts += ({name: emotion_weights[arrays.labels] if name == EMOTION_OUTPUT else ones
+                   for name in output_names},)
+    data = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle_seed is not None:
         data = data.shuffle(len(arrays), seed=shuffle_seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -87,26 +148,84 @@ class TrainingResult:
     best_epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: np.ndarray | None = None
+    refit: bool = False         # the model was refit on train + val (val metrics then flatter it)
 
 
-def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
-          progress: Progress = log.info) -> TrainingResult:
-    """Fit a fresh model; early stopping on validation loss restores the best weights."""
+def prepare(train_set: Arrays, other: Sequence[Arrays], config: TrainConfig) -> tuple[Arrays, list[Arrays]]:
+    """What the model is trained and selected on: only the modalities some training clip carries (an
+    audio-only corpus gets no video encoder), speakers aligned when ``config.speaker_norm``."""
+    modalities = train_set.present()
+    if not modalities:
+        raise ValueError("no training clip carries any modality (every mask is 0)")
+    train_set, other = train_set.only(modalities), [a.only(modalities) for a in other]
+    if config.speaker_norm and "audio" in modalities and train_set.speakers is not None:
+        population = audio_statistics(train_set)
+        train_set, other = align_speakers(train_set, population), [align_speakers(a, population) for a in other]
+    return train_set, other
+
+
+def _fit(train_set: Arrays, val_set: Arrays | None, classes: Sequence[str], config: TrainConfig,
+         epochs: int, progress: Progress, rates: Sequence[float] = ()) -> tuple[keras.Model, dict[str, list[float]]]:
+    """A fresh seeded model fitted for up to ``epochs``; with ``val_set``, early stopping on its loss
+    restores the best weights and the learning rate halves on plateaus; without, ``rates`` (one per
+    epoch) replay a schedule."""
     keras.utils.set_random_seed(config.seed)
     with _strategy().scope():
         shapes = {name: array.shape[1:] for name, array in train_set.inputs.items()}
         model = build_model(classes, shapes, config, samples=train_set.inputs)
         compile_model(model, config)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, config.patience // 2)),
-        _EpochProgress(config.epochs, progress),
-    ]
+    weights = class_weights(train_set.labels, len(classes)) if config.class_weighting else None
+    callbacks: list[keras.callbacks.Callback] = [_EpochProgress(epochs, progress)]
+    validation = None
+    if val_set is not None:
+        validation = input_pipeline(val_set, model.output_names, config.batch_size, shuffle_seed=None)
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True,
+                                          start_from_epoch=_warm_up(config)),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, config.patience // 2)),
+        ]
+    elif rates:
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _: float(rates[epoch])))
     fitted = model.fit(
-        _dataset(train_set, model.output_names, config.batch_size, shuffle_seed=config.seed),
-        validation_data=_dataset(val_set, model.output_names, config.batch_size, shuffle_seed=None),
-        epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
+        input_pipeline(train_set, model.output_names, config.batch_size, config.seed, weights),
+        validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles
     )
-    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
-    return TrainingResult(model, history, best_epoch)
+    return model, {k: [float(v) for v in values] for k, values in fitted.history.items()}
+
+
+def _warm_up(config: TrainConfig) -> int:
+    """Epochs before early stopping watches: ``min_epochs``, leaving at least the last epoch to watch."""
+    return max(0, min(config.min_epochs, config.epochs - 1))
+
+
+def best_epoch(history: dict[str, list[float]], config: TrainConfig) -> int:
+    """The 1-based epoch of lowest validation loss after the warm-up (the one early stopping restored)."""
+    warm_up = min(_warm_up(config), len(history["val_loss"]) - 1)
+    return warm_up + int(np.argmin(history["val_loss"][warm_up:])) + 1
+
+
+def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
+          progress: Progress = log.info) -> TrainingResult:
+    """Fit a fresh model; early stopping on validation loss restores the best weights.
+
+    Inputs are ``prepare``d first; evaluate the model on arrays passed through ``ready_for``. With
+    ``config.refit`` a second fresh model is then fitted on train + val for the best epoch count, with
+    the learning rates the first run used: the validation speakers' clips also teach the model.
+    """
+    train_ready, (val_ready,) = prepare(train_set, [val_set], config)
+    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress)
+    best = best_epoch(history, config)
+    if not config.refit:
+        return TrainingResult(model, history, best)
+    progress(f"refitting on train + validation for {best} epochs")
+    everything, _ = prepare(concatenate([train_set, val_set]), [], config)
+    model, _ = _fit(everything, None, classes, config, best, progress, history.get("learning_rate", ()))
+    return TrainingResult(model, history, best, refit=True)
+
+
+def ready_for(model: keras.Model, arrays: Arrays, config: TrainConfig) -> Arrays:
+    """``arrays`` as ``model`` (trained with ``config``) expects them: speakers aligned to its population
+    when ``config.speaker_norm`` and the speakers are known. Inputs the model lacks are ignored anyway."""
+    if config.speaker_norm and arrays.speakers is not None and "mfcc" in arrays.inputs:
+        return aligned_for(model, arrays)
+    return arrays

@@ -1,0 +1,175 @@
+"""Speaker-independent k-fold cross-validation: every speaker is tested once, by a model that never heard them.
+
+Folds come from ``splits.speaker_folds`` (whole speakers, stratified by emotion as far as they allow).
+In each fold, validation speakers are carved from the training side for early stopping (and, with
+``config.refit``, the epoch count of the refit): the test fold never steers training. Reported: each
+fold's metrics, their mean and standard deviation, and the pooled metrics of all held-out predictions
+(per-class recall over every clip, each predicted by the model that did not see its speaker).
+
+With ``config.speaker_norm`` the test speakers' features are aligned with their own unlabelled audio
+(``affectflow.speakers``); the same models are also scored on unaligned test clips (``unaligned``), what
+a service that sees one clip of an unknown speaker gets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affectflow.config import TrainConfig
+from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
+from affectflow.experiment import choose_classes, labelled_frame
+from affectflow.splits import check_speaker_independence, speaker_folds
+from affectflow.training import Arrays, Progress, load_arrays, ready_for, train
+
+log = logging.getLogger(__name__)
+
+FOLD = "fold"
+# Metrics summarised across folds (when the model has them), besides per-class recall.
+SUMMARY_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean", "mae_mean")
+
+
+@dataclass
+class Fold:
+    index: int
+    test_speakers: list[str]
+    val_speakers: list[str]
+    n_train: int
+    n_val: int
+    n_test: int
+    best_epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class CrossValidation:
+    classes: tuple[str, ...]
+    config: TrainConfig
+    folds: list[Fold]
+    predictions: pd.DataFrame    # one row per clip: labels, held-out prediction, fold
+    unaligned: pd.DataFrame | None = None  # the same models on test clips without speaker alignment
+    seconds: float = 0.0
+
+    def pooled(self, unaligned: bool = False) -> dict[str, float]:
+        """Metrics over every clip's held-out prediction (one confusion matrix for all folds)."""
+        predictions = self.unaligned if unaligned else self.predictions
+        return score_predictions(predictions, self.classes)[0]
+
+    def confusion(self) -> np.ndarray | None:
+        return score_predictions(self.predictions, self.classes)[1]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean and sample standard deviation over folds of each headline metric and per-class recall."""
+        names = [m for m in SUMMARY_METRICS if all(m in f.metrics for f in self.folds)]
+        names += [f"recall_{c}" for c in self.classes if any(f"recall_{c}" in f.metrics for f in self.folds)]
+        result = {}
+        for name in names:
+            values = np.array([f.metrics[name] for f in self.folds if name in f.metrics])
+            result[name] = {"mean": float(values.mean()),
+                            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                            "folds": len(values)}
+        return result
+
+    def to_dict(self) -> dict:
+        """JSON-ready: config, per-fold results, the summary and the pooled metrics."""
+        result = {"classes": list(self.classes), "k": len(self.folds), "config": self.config.to_dict(),
+                  "seconds": round(self.seconds, 1), "summary": self.summary(), "pooled": self.pooled(),
+                  "folds": [vars(f) for f in self.folds]}
+        if self.unaligned is not None:
+            result["pooled_unaligned"] = self.pooled(unaligned=True)
+        return result
+
+    def markdown(self, title: str = "Speaker-independent cross-validation") -> str:
+        """The summary (mean ± std over folds), the pooled per-class recall and one line per fold."""
+        summary, pooled = self.summary(), self.pooled()
+        lines = [f"### {title}", "", f"{len(self.folds)} folds, {len(self.predictions)} clips, classes: "
+                 f"{', '.join(self.classes)}", "", "| metric | mean ± std over folds | pooled |", "|---|---|---|"]
+        for name, values in summary.items():
+            lines.append(f"| {name} | {values['mean']:.3f} ± {values['std']:.3f} | {pooled.get(name, float('nan')):.3f} |")
+        lines += ["", "| fold | test speakers | val speakers | n test | best epoch | UAR | WAR |", "|---|---|---|---|---|---|---|"]
+        for f in self.folds:
+            lines.append(f"| {f.index} | {', '.join(f.test_speakers)} | {', '.join(f.val_speakers)} | {f.n_test} | "
+                         f"{f.best_epoch} | {f.metrics.get('uar', float('nan')):.3f} | "
+                         f"{f.metrics.get('war', float('nan')):.3f} |")
+        if self.unaligned is not None:
+            unaligned = self.pooled(unaligned=True)
+            lines += ["", f"Test clips without speaker alignment (one clip of an unknown speaker): pooled UAR "
+                      f"{unaligned.get('uar', float('nan')):.3f}, WAR {unaligned.get('war', float('nan')):.3f}."]
+        return "\n".join(lines) + "\n"
+
+
+def val_speakers(speakers: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """A seeded ``fraction`` of ``speakers`` (at least one, and at least one left to train on)."""
+    unique = sorted(set(speakers))
+    if len(unique) < 2:
+        raise ValueError(f"carving validation speakers needs >= 2 training speakers, got {unique}")
+    count = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
+    return sorted(np.random.default_rng(seed).permutation(unique)[:count].tolist())
+
+
+def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
+                   progress: Progress = log.info, arrays: Arrays | None = None) -> CrossValidation:
+    """Train and test ``k`` times, each speaker in exactly one test fold.
+
+    ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence;
+    ``arrays`` (already loaded for ``labelled_frame(frame, classes)``, in that order) skips reading
+    the cache again. Seeds: the folds use ``config.seed``; fold ``i`` trains with ``config.seed + i``.
+    """
+    started = time.perf_counter()
+    chosen = choose_classes(frame["emotion"], classes)
+    frame = labelled_frame(frame, chosen)
+    arrays = arrays if arrays is not None else load_arrays(frame, chosen)
+    speakers = frame["speaker"].astype(str)
+    folds, held_out, unaligned = [], [], []
+    for index, (train_side, test) in enumerate(speaker_folds(speakers, frame["emotion"], k, config.seed), start=1):
+        validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index)
+        is_val = speakers.iloc[train_side].isin(validation).to_numpy()
+        train_idx, val_idx = train_side[~is_val], train_side[is_val]
+        side = pd.Series("train", index=speakers.index)
+        side.iloc[val_idx], side.iloc[test] = "val", "test"
+        check_speaker_independence(speakers, side)
+        test_speakers = sorted(speakers.iloc[test].unique())
+        progress(f"fold {index}/{k}: test speakers {', '.join(test_speakers)}; validation speakers "
+                 f"{', '.join(validation)}; training on {len(train_idx)} clips")
+        fold_config = replace(config, seed=config.seed + index)
+        result = train(arrays.subset(train_idx), arrays.subset(val_idx), chosen, fold_config,
+                       progress=lambda _: None)
+        test_arrays = arrays.subset(test)
+        ready = ready_for(result.model, test_arrays, fold_config)
+        predictions = prediction_frame(frame.iloc[test], predict_arrays(result.model, ready), chosen)
+        held_out.append(predictions.assign(**{FOLD: index}))
+        if ready is not test_arrays:
+            raw = prediction_frame(frame.iloc[test], predict_arrays(result.model, test_arrays), chosen)
+            unaligned.append(raw.assign(**{FOLD: index}))
+        metrics = score_predictions(predictions, chosen)[0]
+        folds.append(Fold(index, test_speakers, validation, len(train_idx), len(val_idx), len(test),
+                          result.best_epoch, metrics))
+        progress(f"fold {index}/{k}: UAR {metrics.get('uar', float('nan')):.3f}, "
+                 f"WAR {metrics.get('war', float('nan')):.3f} (best epoch {result.best_epoch})")
+    return CrossValidation(chosen, config, folds, pd.concat(held_out, ignore_index=True),
+                           pd.concat(unaligned, ignore_index=True) if unaligned else None,
+                           time.perf_counter() - started)
+
+
+def write_report(cv: CrossValidation, folder: Path) -> dict[str, Path]:
+    """``crossval.json``, ``crossval.md``, ``predictions.csv`` and the pooled confusion matrix in ``folder``."""
+    from affectflow.reports import confusion_matrix_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "crossval.json", "markdown": folder / "crossval.md",
+             "predictions": folder / "predictions.csv"}
+    paths["json"].write_text(json.dumps(cv.to_dict(), indent=2, default=float))
+    paths["markdown"].write_text(cv.markdown())
+    cv.predictions.to_csv(paths["predictions"], index=False)
+    matrix = cv.confusion()
+    if matrix is not None:
+        paths["confusion"] = confusion_matrix_png(matrix, cv.classes, folder / "confusion_matrix.png",
+                                                  "pooled held-out predictions (rows: recall)")
+    return paths
