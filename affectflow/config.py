@@ -197,7 +197,7 @@ class TrainConfig:
     audio_encoder: AudioEncoder = "hybrid"  # utterance statistics, temporal convolutions, or both
     spec_augment: int = 2         # time and feature masks per clip in training (0: off)
     shared_layers: int = 2        # dense layers after fusion (0-2)
-    modality_dropout: float = 0.15  # chance per modality and clip of hiding it in training (never all)
+    modality_dropout: float = 0.4   # chance per modality and clip of hiding it in training (never all)
     class_weighting: bool = True  # cross-entropy weighted by inverse class frequency of the training set
     speaker_norm: bool = True     # align each speaker's audio feature statistics (unlabelled audio only)
     refit: bool = False           # after early stopping, refit on train + val for the best epoch count

@@ -77,6 +77,16 @@ class CrossValidation:
                             "folds": len(values)}
         return result
 
+    def flat_metrics(self, prefix: str = "cv_") -> dict[str, float]:
+        """One number per name, for MLflow: ``cv_uar_mean``, ``cv_uar_std``, ``cv_pooled_uar``, ..."""
+        result = {}
+        for name, values in self.summary().items():
+            result[f"{prefix}{name}_mean"], result[f"{prefix}{name}_std"] = values["mean"], values["std"]
+        pooled = {f"{prefix}pooled_{k}": v for k, v in self.pooled().items() if np.isfinite(v)}
+        if self.unaligned is not None:
+            pooled[f"{prefix}pooled_unaligned_uar"] = self.pooled(unaligned=True).get("uar", float("nan"))
+        return {**result, **pooled}
+
     def to_dict(self) -> dict:
         """JSON-ready: config, per-fold results, the summary and the pooled metrics."""
         result = {"classes": list(self.classes), "k": len(self.folds), "config": self.config.to_dict(),

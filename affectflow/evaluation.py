@@ -86,14 +86,14 @@ def score_predictions(predictions: pd.DataFrame, classes: Sequence[str]) -> tupl
     return score(labels, affect, outputs, classes)
 
 
-def batch_predictions(predictor: Predictor, batch_dir: Path, paths: Paths,
-                      align_speakers: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """The ``prediction_frame`` of ``predictor`` on a labelled batch, preprocessed with the model's own config.
+def batch_arrays(predictor: Predictor, batch_dir: Path, paths: Paths,
+                 align_speakers: bool = False) -> tuple[pd.DataFrame, Arrays, list[str]]:
+    """A labelled batch as ``predictor``'s model takes it, preprocessed with the model's own config.
 
-    ``align_speakers``: first align each speaker's audio features to the model's training population
+    ``align_speakers``: align each speaker's audio features to the model's training population
     (``affectflow.speakers``; right for a model trained with ``speaker_norm``); otherwise clips go in
-    as a service would see them. Returns the predictions (one row per usable clip, with the batch's
-    label columns) and the clips that could not be used (with reasons).
+    as a service would see them. Returns the usable clips' labels, their arrays and the clips that
+    could not be used (with reasons).
     """
     from affectflow.experiment import labelled_frame
     from affectflow.validation import read_labels
@@ -108,9 +108,15 @@ def batch_predictions(predictor: Predictor, batch_dir: Path, paths: Paths,
     if usable.empty:
         raise ValueError(f"{batch_dir}: no usable clips of the classes {list(classes)}")
     arrays = load_arrays(usable, classes)
-    if align_speakers:
-        arrays = aligned_for(predictor.model, arrays)
-    return prediction_frame(usable, predict_arrays(predictor.model, arrays), classes), problems
+    return usable, aligned_for(predictor.model, arrays) if align_speakers else arrays, problems
+
+
+def batch_predictions(predictor: Predictor, batch_dir: Path, paths: Paths,
+                      align_speakers: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """The ``prediction_frame`` of ``predictor`` on a labelled batch (see ``batch_arrays``) and the
+    clips that could not be used."""
+    frame, arrays, problems = batch_arrays(predictor, batch_dir, paths, align_speakers)
+    return prediction_frame(frame, predict_arrays(predictor.model, arrays), predictor.card.classes), problems
 
 
 def evaluate_batch(predictor: Predictor, batch_dir: Path, paths: Paths,

@@ -78,7 +78,8 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
     result = train(sets["train"], sets["val"], chosen, config, progress)
-    val_metrics, _ = evaluate(result.model, ready_for(result.model, sets["val"], config), chosen)
+    # A refit model was trained on the validation clips too: their metrics would flatter it.
+    val_metrics = {} if result.refit else evaluate(result.model, ready_for(result.model, sets["val"], config), chosen)[0]
     test = ready_for(result.model, sets["test"], config)
     result.metrics, result.confusion = evaluate(result.model, test, chosen)
     return Experiment(result, chosen, frame, val_metrics, test, preprocess)

@@ -13,12 +13,13 @@ CLASSES = ("anger", "happiness", "sadness")
 
 
 def arrays(n: int, seed: int, audio_present: float = 1.0) -> Arrays:
-    """Video frames are noise; the MFCC mean follows the class. ``audio_present``: share of clips with audio."""
+    """Video frames are one flat grey (a camera that sees nothing); the MFCC mean follows the class.
+    ``audio_present``: share of clips with audio."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
     has_audio = (rng.random(n) < audio_present).astype("float32")
     mfcc = (rng.normal(size=(n, 10, 40)) + 3.0 * labels[:, None, None]) * has_audio[:, None, None]
-    inputs = {"frames": rng.integers(0, 256, (n, 4, 16, 16, 3), dtype=np.uint8), "mfcc": mfcc.astype("float32"),
+    inputs = {"frames": np.full((n, 4, 16, 16, 3), 128, np.uint8), "mfcc": mfcc.astype("float32"),
               "video_mask": np.ones((n, 1), "float32"), "audio_mask": has_audio[:, None]}
     affect = np.stack([labels - 1.0, 1.0 - labels], axis=1).astype("float32") * 0.5
     return Arrays(inputs, labels, affect, np.array([f"s{i % 4}" for i in range(n)]))
@@ -26,8 +27,8 @@ def arrays(n: int, seed: int, audio_present: float = 1.0) -> Arrays:
 
 @pytest.fixture(scope="module")
 def model():
-    config = replace(TrainConfig(), epochs=30, hidden_units=16, batch_size=8, audio_encoder="stats",
-                     speaker_norm=False, modality_dropout=0.3)  # often trained alone, each modality is scored fairly
+    config = replace(TrainConfig(), epochs=30, hidden_units=16, batch_size=8, audio_encoder="stats", dropout=0.1,
+                     speaker_norm=False, modality_dropout=0.5)  # often trained alone, each modality is scored fairly
     return train(arrays(60, 0), arrays(12, 1), CLASSES, config, progress=lambda _: None).model
 
 
@@ -44,7 +45,7 @@ def test_audio_carries_the_signal_and_video_does_not(model):
     table = ablate(model, arrays(30, 2), CLASSES).set_index("view")
     assert list(table.index) == ["all", "video only", "audio only"]
     assert table.loc["audio only", "uar"] > 0.8
-    assert table.loc["video only", "uar"] < 0.5  # noise frames: near chance (1/3)
+    assert table.loc["video only", "uar"] == pytest.approx(1 / 3)  # one answer for every clip: chance
     assert table.loc["all", "uar"] > 0.8
 
 

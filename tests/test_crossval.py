@@ -83,6 +83,10 @@ def test_report_files_are_written_and_json_ready(result, tmp_path):
     assert "mean ± std" in paths["markdown"].read_text()
     assert len(pd.read_csv(paths["predictions"])) == len(result.predictions)
     assert paths["confusion"].stat().st_size > 0
+    flat = result.flat_metrics()
+    assert flat["cv_uar_mean"] == pytest.approx(result.summary()["uar"]["mean"])
+    assert {"cv_uar_std", "cv_pooled_uar", "cv_pooled_unaligned_uar"} <= set(flat)
+    assert all(isinstance(v, float) for v in flat.values())
 
 
 def test_validation_speakers_come_from_the_training_side_and_leave_some_to_train():
