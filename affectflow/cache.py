@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectflow.config import PreprocessConfig, get_paths
+from affectflow.config import PreprocessConfig, get_paths, with_backbone
 from affectflow.faces import check_backend
 from affectflow.features import ClipFeatures, extract_features, load_features, save_features
 from affectflow.media import MediaError
@@ -228,15 +228,19 @@ def _report(clips: list[Path], cache: FeatureCache, workers: int,
 
 def preprocess_paths(paths: Sequence[str | Path], face_backend: str = "landmarks",
                      cfg: PreprocessConfig | None = None, cache_root: str | Path | None = None,
-                     workers: int = 1, inspect_dir: str | Path | None = None) -> Iterator[dict]:
+                     workers: int = 1, inspect_dir: str | Path | None = None,
+                     backbone: str | Path | None = None) -> Iterator[dict]:
     """Fill the cache for clips and folders of clips: one dict per clip, in order, then a summary dict.
 
     Per clip: ``clip, ok, error, frames, face_frames, audio_seconds, cached, record`` (plus
     ``inspection``, the written files, when ``inspect_dir`` is given). The summary has ``summary: true``.
     ``face_backend`` overrides ``cfg.face_backend``; a backend that cannot run here raises
-    ``faces.FaceBackendError`` now, before any clip is read.
+    ``faces.FaceBackendError`` now, before any clip is read. ``backbone`` (a ``.keras`` file or SavedModel
+    folder) adds its embeddings to the records; an unusable one raises ``backbone.BackboneError`` now.
     """
     cfg = dataclasses.replace(cfg or PreprocessConfig(), face_backend=face_backend)
+    if backbone is not None:
+        cfg = with_backbone(cfg, backbone)
     check_backend(face_backend)
     cache = FeatureCache(cache_root if cache_root is not None else get_paths().features, cfg)
     return _report(expand_clips(paths), cache, workers, Path(inspect_dir) if inspect_dir is not None else None)

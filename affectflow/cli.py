@@ -28,7 +28,8 @@ typical session:
   affectflow preprocess clip.mp4 --face-backend landmarks
   affectflow ingest --inbox DIR                # validate and accept/quarantine every batch in DIR
   affectflow train --dataset synthetic         # train, register, promote, package
-  affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR
+  affectflow train --dataset emodb --cv 7      # leave-one-speaker-out cross-validation report
+  affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
   affectflow predict clip.mp4                  # JSON prediction from the champion
   affectflow serve --port 3000                 # bentoml serve the champion's Bento
 """
@@ -93,13 +94,14 @@ def cmd_datasets_import(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
+    from affectflow.backbone import BackboneError
     from affectflow.cache import preprocess_paths
     from affectflow.faces import FaceBackendError
 
     try:
         lines = preprocess_paths(args.paths, face_backend=args.face_backend, workers=args.workers,
-                                 inspect_dir=args.inspect)
-    except FaceBackendError as err:
+                                 inspect_dir=args.inspect, backbone=args.backbone)
+    except (FaceBackendError, BackboneError) as err:
         _say(f"error: {err}")
         raise SystemExit(2) from err
     failed = 0
@@ -117,24 +119,62 @@ def _summary_json(summary: dict) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    common = {"dataset": args.dataset, "task": args.task, "epochs": args.epochs, "seed": args.seed,
+              "classes": args.classes.split(",") if args.classes else None, "home": args.home}
+    if args.refit is not None:
+        common["refit"] = args.refit
+    if args.cv and args.backbone:
+        _say("error: --backbone is for training one model, not with --cv")
+        raise SystemExit(2)
+    if args.cv:
+        from flows.crossval import crossval_flow
+
+        result = crossval_flow(k=args.cv, **common)
+        _say(Path(result["report"], "crossval.md").read_text())
+        _emit(result)
+        return
     from flows.train import train_flow
 
-    summary = train_flow(dataset=args.dataset, task=args.task, epochs=args.epochs,
-                         classes=args.classes.split(",") if args.classes else None, seed=args.seed,
-                         home=args.home)
-    _emit(_summary_json(summary))
+    _emit(_summary_json(train_flow(**common, backbone=args.backbone, finetune_backbone=args.finetune_backbone)))
+
+
+def _metric_lines(metrics: dict[str, float]) -> str:
+    """``name value`` per line, three decimals: the metrics as a person reads them."""
+    return "\n".join(f"  {name:22s} {value:.3f}" for name, value in metrics.items())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from affectflow.evaluation import evaluate_batch
+    from affectflow.ablation import ablate, ablation_markdown
+    from affectflow.evaluation import batch_arrays, predict_arrays, prediction_frame, score_predictions
+    from affectflow.groups import group_metrics, groups_markdown, missing_groups
     from affectflow.registry import configure, load_predictor
 
     paths = activate_home(args.home)
     configure(paths)
-    metrics, problems = evaluate_batch(load_predictor(args.model), Path(args.data).resolve(), paths)
+    predictor = load_predictor(args.model)
+    align = predictor.card.speaker_norm if args.align_speakers is None else args.align_speakers
+    frame, arrays, problems = batch_arrays(predictor, Path(args.data).resolve(), paths, align_speakers=align)
     for problem in problems:
         _say(f"skipped {problem}")
-    _emit({**metrics, "n": int(metrics["n"]), "skipped": len(problems), "model": args.model})
+    classes = predictor.card.classes
+    predictions = prediction_frame(frame, predict_arrays(predictor.model, arrays), classes)
+    metrics = score_predictions(predictions, classes)[0]
+    _say(f"{args.model} on {len(predictions)} clips of {args.data}"
+         f" (speakers {'aligned' if align else 'not aligned'}):\n{_metric_lines(metrics)}")
+    result: dict = {**metrics, "n": int(metrics["n"]), "skipped": len(problems), "model": args.model,
+                    "speakers_aligned": align}
+    groups = [g for g in args.by.split(",") if g] if args.by else []
+    if groups:
+        for column in missing_groups(predictions, groups):
+            _say(f"note: the batch has no '{column}' column; no metrics by {column}")
+        table = group_metrics(predictions, classes, groups)
+        _say(groups_markdown(table))
+        result["groups"] = table.to_dict("records")
+    if args.ablate:
+        table = ablate(predictor.model, arrays, classes)
+        _say(ablation_markdown(table))
+        result["ablation"] = table.to_dict("records")
+    _emit(result)
 
 
 def _champion_uri(dataset: str) -> str:
@@ -257,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "binary ($AFFECTFLOW_OPENFACE_BIN); none: no face features")
     preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     preprocess.add_argument("--inspect", metavar="DIR", help="also write an MFCC image and an AU overlay video per clip")
+    preprocess.add_argument("--backbone", metavar="MODEL_PATH",
+                            help="pre-trained video backbone (.keras file or SavedModel folder): cache its embeddings")
     preprocess.set_defaults(func=cmd_preprocess)
 
     ingest = sub.add_parser("ingest", help="validate inbox batches; accept into the store or quarantine")
@@ -269,11 +311,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=40, help="maximum epochs; early stopping (default 40)")
     train.add_argument("--classes", help="comma-separated class list; other clips are dropped and counted")
     train.add_argument("--seed", type=int, default=13, help="seed for split, init and shuffling (default 13)")
+    train.add_argument("--cv", type=int, metavar="K",
+                       help="instead of training one model: K-fold speaker-independent cross-validation (every "
+                            "speaker tested once); prints mean ± std per metric, writes a report, registers nothing")
+    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                       help="after early stopping, refit on train + validation speakers for the best epoch count "
+                            "(default: on with --cv, off otherwise, so validation metrics stay honest)")
+    train.add_argument("--backbone", metavar="MODEL_PATH",
+                       help="pre-trained video backbone (.keras file or SavedModel folder), frozen: its embeddings "
+                            "are computed once and cached (see docs/model.md)")
+    train.add_argument("--finetune-backbone", action="store_true",
+                       help="train the --backbone inside the model instead (a .keras file; slow on CPU)")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled batch folder")
+    evaluate = sub.add_parser(
+        "evaluate", help="metrics of a model on a labelled batch folder (JSON), by group and per modality",
+        description="Scores every usable clip of the batch (clips that cannot be decoded are listed and skipped).")
     evaluate.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/affectflow-synthetic@champion")
     evaluate.add_argument("--data", required=True, help="batch folder with labels.csv and media")
+    evaluate.add_argument("--by", metavar="COLUMNS",
+                          help="also report metrics per value of these labels.csv columns, e.g. speaker,sex,age_band "
+                               "(age_band is derived from an age column)")
+    evaluate.add_argument("--ablate", action="store_true",
+                          help="also score the model with each modality hidden (audio only, video only, ...)")
+    evaluate.add_argument("--align-speakers", action=argparse.BooleanOptionalAction, default=None,
+                          help="normalise each speaker's audio with their own clips first (default: as the model "
+                               "was trained, i.e. on for models trained with speaker normalisation)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="predict emotion and [arousal, valence] for one clip")

@@ -141,6 +141,8 @@ class PreprocessConfig:
     face_crop_size: int = 64      # side of the aligned grayscale face crop per sampled frame
     face_width: int = 320         # frames are decoded once and downscaled to this width for face work
     max_clip_seconds: float = 60.0  # longer clips are rejected (labels describe one utterance)
+    backbone: str = ""            # pre-trained video backbone (.keras or SavedModel), "" for none: with_backbone
+    backbone_hash: str = ""       # its content hash: this, not the path, keys the cache
     version: int = 2              # bump when extraction code changes its output
 
     @property
@@ -169,7 +171,26 @@ class PreprocessConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def hash(self) -> str:
-        return _stable_hash(self.to_dict())
+        """Hash of every field but the backbone's path (a moved backbone file keeps its cache); the backbone
+        fields are left out entirely when there is none, so configs without one keep their old hashes."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "backbone"}
+        if not self.backbone_hash:
+            del payload["backbone_hash"]
+        return _stable_hash(payload)
+
+
+def with_backbone(cfg: PreprocessConfig, path: str | os.PathLike[str] | None,
+                  full_frames: bool = False) -> PreprocessConfig:
+    """``cfg`` embedding clips with the backbone at ``path`` (absolute path and content hash filled in);
+    ``cfg`` without a backbone for ``None`` or "". ``full_frames``: the records' frames at the backbone's
+    input size too (what fine-tuning trains on). Raises ``backbone.BackboneError`` for an unusable file."""
+    if not path:
+        return dataclasses.replace(cfg, backbone="", backbone_hash="")
+    from affectflow.backbone import load_backbone
+
+    backbone = load_backbone(path)
+    size = max(backbone.height, backbone.width) if full_frames else cfg.frame_size
+    return dataclasses.replace(cfg, backbone=backbone.path, backbone_hash=backbone.content_hash, frame_size=size)
 
 
 Task = Literal["classification", "regression", "multitask"]
@@ -201,6 +222,7 @@ class TrainConfig:
     class_weighting: bool = True  # cross-entropy weighted by inverse class frequency of the training set
     speaker_norm: bool = True     # align each speaker's audio feature statistics (unlabelled audio only)
     refit: bool = False           # after early stopping, refit on train + val for the best epoch count
+    finetune_backbone: bool = False  # train the preprocessing's backbone inside the model (a .keras file)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

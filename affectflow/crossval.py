@@ -26,6 +26,7 @@ import pandas as pd
 from affectflow.config import TrainConfig
 from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
 from affectflow.experiment import choose_classes, labelled_frame
+from affectflow.groups import group_metrics, groups_markdown
 from affectflow.splits import check_speaker_independence, speaker_folds
 from affectflow.training import Arrays, Progress, load_arrays, ready_for, train
 
@@ -112,7 +113,12 @@ class CrossValidation:
             unaligned = self.pooled(unaligned=True)
             lines += ["", f"Test clips without speaker alignment (one clip of an unknown speaker): pooled UAR "
                       f"{unaligned.get('uar', float('nan')):.3f}, WAR {unaligned.get('war', float('nan')):.3f}."]
-        return "\n".join(lines) + "\n"
+        lines += ["", groups_markdown(self.groups(), "Pooled held-out predictions by speaker and group")]
+        return "\n".join(lines)
+
+    def groups(self) -> pd.DataFrame:
+        """``groups.group_metrics`` of the pooled held-out predictions: per speaker, sex, age band where known."""
+        return group_metrics(self.predictions, self.classes)
 
 
 def val_speakers(speakers: Sequence[str], fraction: float, seed: int) -> list[str]:
@@ -169,15 +175,17 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
 
 
 def write_report(cv: CrossValidation, folder: Path) -> dict[str, Path]:
-    """``crossval.json``, ``crossval.md``, ``predictions.csv`` and the pooled confusion matrix in ``folder``."""
+    """``crossval.json``, ``crossval.md``, ``predictions.csv``, ``groups.csv`` and the pooled confusion
+    matrix in ``folder``."""
     from affectflow.reports import confusion_matrix_png
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "crossval.json", "markdown": folder / "crossval.md",
-             "predictions": folder / "predictions.csv"}
+             "predictions": folder / "predictions.csv", "groups": folder / "groups.csv"}
     paths["json"].write_text(json.dumps(cv.to_dict(), indent=2, default=float))
     paths["markdown"].write_text(cv.markdown())
     cv.predictions.to_csv(paths["predictions"], index=False)
+    cv.groups().to_csv(paths["groups"], index=False)
     matrix = cv.confusion()
     if matrix is not None:
         paths["confusion"] = confusion_matrix_png(matrix, cv.classes, folder / "confusion_matrix.png",

@@ -101,7 +101,7 @@ def batch_arrays(predictor: Predictor, batch_dir: Path, paths: Paths,
     classes = predictor.card.classes
     frame = labelled_frame(read_labels(batch_dir), classes)
     frame["path"] = [str((batch_dir / p).resolve()) for p in frame["path"]]
-    results = preprocess_clips(list(frame["path"]), paths.features, predictor.card.preprocess)
+    results = preprocess_clips(list(frame["path"]), paths.features, predictor.extraction)
     frame["record"] = [r.record for r in results]
     problems = [f"{r.clip}: {r.error}" for r in results if not r.ok]
     usable = frame[frame["record"].notna()].reset_index(drop=True)

@@ -77,7 +77,7 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     sets = {name: load_arrays(frame[frame["split"] == name], chosen) for name in ("train", "val", "test")}
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
-    result = train(sets["train"], sets["val"], chosen, config, progress)
+    result = train(sets["train"], sets["val"], chosen, config, progress, backbone=preprocess.backbone)
     # A refit model was trained on the validation clips too: their metrics would flatter it.
     val_metrics = {} if result.refit else evaluate(result.model, ready_for(result.model, sets["val"], config), chosen)[0]
     test = ready_for(result.model, sets["test"], config)

@@ -9,7 +9,9 @@ file), and one longer than ``cfg.max_clip_seconds`` (labels describe one utteran
 minutes and the first 3 s of audio would misrepresent it).
 
 Frames are decoded once, downscaled to ``max(cfg.face_width, cfg.frame_size)`` pixels wide (aspect kept):
-the face backend works on those, and the model's square frames are resized from them.
+the face backend works on those, and the model's square frames are resized from them. With a pre-trained
+backbone (``cfg.backbone``, see ``affectflow.backbone``) the record also holds its embedding of the sampled
+frames, resized from those working frames to the backbone's input size (not from the small model frames).
 
 Fixed-length audio policy: the decoded audio is truncated to its first ``cfg.audio_seconds`` or padded
 at the end with zeros to exactly ``cfg.audio_samples``, so every clip yields ``cfg.audio_steps`` frames
@@ -22,6 +24,7 @@ librosa's first ``mfcc`` call compiles numba code (seconds); ``config.activate_h
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -34,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from affectflow.backbone import BackboneError, require_backbone
 from affectflow.config import PreprocessConfig
 from affectflow.faces import analyse_faces, blank_faces, get_backend
 from affectflow.media import (
@@ -66,6 +70,8 @@ class ClipFeatures:
     face_crops: np.ndarray    # (num_frames, face_crop_size, face_crop_size) uint8 grayscale, aligned
     face_present: np.ndarray  # (num_frames,) float32, 1.0 where a face was found
     face_table: np.ndarray    # (num_frames, len(FACE_COLUMNS)) float32, OpenFace columns (faces.to_dataframe)
+    backbone: np.ndarray = dataclasses.field(  # (D,) float32 backbone embedding; (0,) without a backbone
+        default_factory=lambda: np.zeros(0, np.float32))
 
     @property
     def face_frames(self) -> int:
@@ -168,6 +174,18 @@ def model_frames(video: SampledVideo | None, cfg: PreprocessConfig) -> np.ndarra
     return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in video.frames])
 
 
+def backbone_embedding(video: SampledVideo | None, cfg: PreprocessConfig) -> np.ndarray:
+    """The backbone's ``(D,)`` embedding of the sampled frames: zeros without video (``video_mask`` is 0
+    then), ``(0,)`` when ``cfg`` names no backbone."""
+    if not cfg.backbone:
+        return np.zeros(0, np.float32)
+    if not cfg.backbone_hash:
+        raise BackboneError(f"{cfg.backbone}: the preprocessing config has no backbone hash; "
+                            "build it with config.with_backbone")
+    backbone = require_backbone(cfg.backbone, cfg.backbone_hash)
+    return np.zeros(backbone.dim, np.float32) if video is None else backbone.embed(video.frames)
+
+
 def _audio(path: Path, cfg: PreprocessConfig, bounded: bool) -> tuple[np.ndarray, float, str | None]:
     """Decoded audio (unpadded), mask and, when the audio is missing, silent or undecodable, the reason.
 
@@ -197,7 +215,7 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
     """Decode one clip into model inputs. Raises ``MediaError`` when neither modality is usable or the
     clip is too long, ``faces.FaceBackendError`` when the face backend cannot run at all.
 
-    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc.
+    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc, backbone.
     """
     path = Path(path)
     with _stage(timings, "decode"):
@@ -212,10 +230,13 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
         faces = analyse_faces(video, path, cfg)
     with _stage(timings, "mfcc"):
         sound = compute_audio_features(audio, cfg) if audio_mask else silent_audio_features(cfg)
+    with _stage(timings, "backbone"):
+        embedding = backbone_embedding(video, cfg)
     return ClipFeatures(frames=frames, mfcc=sound.mfcc, video_mask=float(video is not None), audio_mask=audio_mask,
                         audio_seconds=audio.size / cfg.sample_rate, config_hash=cfg.hash(),
                         mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, face=faces.features,
-                        face_crops=faces.crops, face_present=faces.present, face_table=faces.table)
+                        face_crops=faces.crops, face_present=faces.present, face_table=faces.table,
+                        backbone=embedding)
 
 
 def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
@@ -225,7 +246,7 @@ def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
     return ClipFeatures(frames=model_frames(None, cfg), mfcc=sound.mfcc, video_mask=0.0, audio_mask=0.0,
                         audio_seconds=0.0, config_hash=cfg.hash(), mfcc_deltas=sound.mfcc_deltas,
                         logmel=sound.logmel, face=faces.features, face_crops=faces.crops,
-                        face_present=faces.present, face_table=faces.table)
+                        face_present=faces.present, face_table=faces.table, backbone=backbone_embedding(None, cfg))
 
 
 _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
@@ -238,6 +259,7 @@ _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
     "face_mask": lambda rs: np.stack([r.face_present for r in rs]).astype(np.float32, copy=False),
     "mfcc_deltas": lambda rs: np.stack([r.mfcc_deltas for r in rs]).astype(np.float32, copy=False),
     "logmel": lambda rs: np.stack([r.logmel for r in rs]).astype(np.float32, copy=False),
+    "backbone": lambda rs: np.stack([r.backbone for r in rs]).astype(np.float32, copy=False),
 }
 MODEL_INPUTS: tuple[str, ...] = ("frames", "mfcc", "video_mask", "audio_mask", "face", "face_crops", "face_mask")
 AUDIO_EXTRAS: tuple[str, ...] = ("mfcc_deltas", "logmel")
@@ -248,12 +270,14 @@ def stack_inputs(records: Sequence[ClipFeatures], names: Sequence[str] = MODEL_I
 
     ``frames`` (B, T, S, S, 3) uint8, ``mfcc`` (B, A, n_mfcc), ``video_mask``/``audio_mask`` (B, 1),
     ``face`` (B, T, F) float32, ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T) float32; on
-    request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels).
+    request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels); and
+    ``backbone`` (B, D) float32, the pre-trained backbone's embeddings (D = 0 without a backbone).
     """
     return {name: _STACKERS[name](records) for name in names}
 
 
 _ARRAYS = ("frames", "mfcc", "mfcc_deltas", "logmel", "face", "face_crops", "face_present", "face_table")
+OPTIONAL_ARRAYS = ("backbone",)  # records written before it existed load with the empty default
 
 
 def save_features(path: str | Path, features: ClipFeatures) -> None:
@@ -264,7 +288,7 @@ def save_features(path: str | Path, features: ClipFeatures) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {name: getattr(features, name) for name in _ARRAYS}
+    arrays = {name: getattr(features, name) for name in (*_ARRAYS, *OPTIONAL_ARRAYS)}
     arrays.update(video_mask=np.float32(features.video_mask), audio_mask=np.float32(features.audio_mask),
                   audio_seconds=np.float64(features.audio_seconds), config_hash=np.array(features.config_hash))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
@@ -283,5 +307,6 @@ def load_features(path: str | Path) -> ClipFeatures:
     """Read a record written by ``save_features``."""
     with np.load(path, allow_pickle=False) as data:
         return ClipFeatures(**{name: data[name] for name in _ARRAYS},
+                            **{name: data[name] for name in OPTIONAL_ARRAYS if name in data.files},
                             video_mask=float(data["video_mask"]), audio_mask=float(data["audio_mask"]),
                             audio_seconds=float(data["audio_seconds"]), config_hash=str(data["config_hash"]))

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -270,8 +270,22 @@ def dataset_version(dataset: str, paths: Paths) -> str:
     return _version(_manifest_of(dataset, paths))
 
 
+def _extra_label_columns(store: Path, batches: Sequence[str]) -> pd.DataFrame:
+    """The corpus's own columns (sex, age, votes, ...) from each stored batch's labels.csv, keyed by the
+    manifest ``path``. The manifest keeps the contract's columns; the batch keeps the rest, unchanged."""
+    parts = []
+    for batch in batches:
+        labels = read_labels(store / batch)
+        extra = [c for c in labels.columns if c not in MANIFEST_COLUMNS and c != "dataset"]
+        parts.append(labels[extra].assign(path=[f"{batch}/{p}" for p in labels["path"]]))
+    return pd.concat(parts, ignore_index=True).drop_duplicates("path") if parts else pd.DataFrame(columns=["path"])
+
+
 def load_dataset(dataset: str, paths: Paths) -> pd.DataFrame:
-    """The manifest rows of ``dataset`` with ``path`` made absolute."""
+    """The manifest rows of ``dataset`` with ``path`` made absolute, plus any extra columns the batches'
+    labels.csv carry (e.g. CREMA-D ``sex`` and ``age``: what per-group metrics need)."""
+    store = paths.datasets / dataset
     manifest = _manifest_of(dataset, paths)
-    manifest["path"] = [str(paths.datasets / dataset / relative) for relative in manifest["path"]]
+    manifest = manifest.merge(_extra_label_columns(store, manifest["batch"].unique()), on="path", how="left")
+    manifest["path"] = [str(store / relative) for relative in manifest["path"]]
     return manifest

@@ -3,8 +3,9 @@
 Inputs (see ``affectflow.features.stack_inputs``), each modality optional: video ``frames``
 (B, T, S, S, 3) uint8 with ``video_mask`` (B, 1); audio features (``mfcc``, optionally
 ``mfcc_deltas``, ``logmel``: (B, A, n)) with ``audio_mask`` (B, 1); the face: ``face`` (B, T, F),
-``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T). Training builds encoders only for the
-modalities its corpus carries (``training.prepare``): an audio-only corpus gives an audio-only model.
+``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T); a pre-trained backbone's cached embedding
+``backbone`` (B, D), part of the video modality. Training builds encoders only for the modalities its
+corpus carries (``training.prepare``): an audio-only corpus gives an audio-only model.
 Outputs: ``emotion`` softmax over the class list and/or ``affect`` tanh ``[arousal, valence]``.
 """
 
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from affectflow.backbone import Backbone, trainable_backbone
 from affectflow.config import TrainConfig
 
 EMOTION_OUTPUT = "emotion"
@@ -213,17 +215,47 @@ def _face_encoder(face, crops, frame_mask, units: int, face_sample: np.ndarray |
     return layers.Dense(units, activation="relu", name="face_embedding")(x)
 
 
+def _backbone_encoder(embedding, units: int, sample: np.ndarray | None):
+    """A frozen backbone's cached clip embedding, normalised with the training clips' statistics."""
+    norm = layers.Normalization(axis=-1, name="backbone_norm")
+    if sample is not None:
+        norm.adapt(sample)
+    return layers.Dense(units, activation="relu", name="backbone_embedding")(norm(embedding))
+
+
+def _finetuned_encoder(frames, backbone: Backbone, units: int):
+    """The backbone itself, trainable, over the clip's frames (``backbone.Backbone`` input convention):
+    resized to its frame size, re-sampled to its clip length, image models averaged over time."""
+    model = trainable_backbone(backbone)
+    x = ops.cast(frames, "float32")
+    if tuple(frames.shape[2:4]) != (backbone.height, backbone.width):
+        x = layers.TimeDistributed(layers.Resizing(backbone.height, backbone.width), name="backbone_resize")(x)
+    if not backbone.uint8_input:
+        x = layers.Rescaling(1.0 / 255, name="backbone_scale")(x)
+    if backbone.frames is not None and frames.shape[1] != backbone.frames:
+        from affectflow.media import sample_indices
+
+        x = ops.take(x, sample_indices(frames.shape[1], backbone.frames), axis=1)
+    if backbone.per_frame:
+        x = ops.mean(layers.TimeDistributed(model, name="per_frame_backbone")(x), axis=1)
+    else:
+        x = model(x)
+    return layers.Dense(units, activation="relu", name="backbone_embedding")(x)
+
+
 AUDIO_INPUTS = ("mfcc", "mfcc_deltas", "logmel")
 
 
 def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], config: TrainConfig,
-                samples: Mapping[str, np.ndarray] | None = None) -> keras.Model:
+                samples: Mapping[str, np.ndarray] | None = None, finetune: Backbone | None = None) -> keras.Model:
     """Build (uncompiled) the model for ``config.task`` over the inputs named in ``shapes``.
 
     ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; an
     encoder exists for each modality whose inputs are there: video (``frames``, ``video_mask``), audio
     (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, with ``audio_mask``), face (``face``,
-    ``face_crops``, ``face_mask``). ``samples`` (training arrays) adapt the normalisers.
+    ``face_crops``, ``face_mask``), frozen backbone (``backbone`` with ``video_mask``). ``samples``
+    (training arrays) adapt the normalisers. ``finetune``: a ``.keras`` backbone trained inside the model
+    on ``frames``, in place of the small video CNN.
     """
     samples = samples or {}
     dtypes = {"frames": "uint8", "face_crops": "uint8"}
@@ -231,8 +263,16 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
               for name, shape in shapes.items()}
     units = config.hidden_units
     embeddings, masks = [], []
+    video = []
     if "frames" in inputs:
-        embeddings.append(_video_encoder(inputs["frames"], units))
+        video.append(_finetuned_encoder(inputs["frames"], finetune, units) if finetune is not None
+                     else _video_encoder(inputs["frames"], units))
+    if "backbone" in inputs:
+        present = samples["backbone"][samples["video_mask"][:, 0] > 0] if "backbone" in samples else None
+        video.append(_backbone_encoder(inputs["backbone"], units,
+                                       present if present is not None and len(present) else None))
+    if video:  # one modality: the small CNN and a frozen backbone share the video mask
+        embeddings.append(video[0] if len(video) == 1 else layers.Concatenate(name="video_parts")(video))
         masks.append(inputs["video_mask"])
     if "mfcc" in inputs:
         embeddings.append(_audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, config, samples))
@@ -243,7 +283,7 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
                                         found if found is not None and len(found) else None))
         masks.append(ops.max(inputs["face_mask"], axis=1, keepdims=True))
     if not embeddings:
-        raise ValueError(f"no modality among the inputs {sorted(shapes)}: need frames, mfcc or face")
+        raise ValueError(f"no modality among the inputs {sorted(shapes)}: need frames, backbone, mfcc or face")
 
     masks = ModalityDropout(config.modality_dropout, seed=config.seed, name="modality_dropout")(masks)
     x = layers.Concatenate(name="fusion")([e * m for e, m in zip(embeddings, masks)] + list(masks))

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import keras
 
+from affectflow.backbone import bundle
 from affectflow.config import get_paths
+from affectflow.model import input_names
 from affectflow.predict import MODEL_FILENAME, ModelCard
 
 BENTO_MODEL_NAME = "affectflow-emotion"
@@ -53,7 +55,10 @@ def bento_store():
 
 
 def save_to_bentoml(model: keras.Model, card: ModelCard) -> str:
-    """Save ``model`` as ``model.keras`` in a new BentoML model carrying the card as metadata; returns its tag."""
+    """Save ``model`` as ``model.keras`` in a new BentoML model carrying the card as metadata; returns its tag.
+
+    A model that takes frozen backbone embeddings gets the backbone file copied beside it: the Bento
+    serves without the training machine's copy (``Predictor.from_dir`` finds it)."""
     import bentoml
 
     labels = {"task": card.task, "model_version": card.model_version,
@@ -61,6 +66,8 @@ def save_to_bentoml(model: keras.Model, card: ModelCard) -> str:
     with bentoml.models.create(BENTO_MODEL_NAME, labels=labels, metadata=card.to_dict(),
                                _model_store=model_store()) as stored:
         model.save(stored.path_of(MODEL_FILENAME))
+        if "backbone" in input_names(model):
+            bundle(card.preprocess.backbone, stored.path)
     return str(stored.tag)
 
 

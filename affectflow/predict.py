@@ -6,13 +6,15 @@ exactly what the model saw.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from affectflow.config import PreprocessConfig
+from affectflow.backbone import bundled, require_backbone
+from affectflow.config import PreprocessConfig, with_backbone
 from affectflow.features import ClipFeatures, blank_features, extract_features, stack_inputs, warm_up
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
@@ -29,16 +31,29 @@ class ModelCard:
     task: str
     model_version: str = "unregistered"
     dataset_version: str = "unknown"
+    speaker_norm: bool = False    # trained on speaker-aligned audio: evaluate a batch aligned the same way
 
     def to_dict(self) -> dict:
         return {"classes": list(self.classes), "preprocess": self.preprocess.to_dict(), "task": self.task,
-                "model_version": self.model_version, "dataset_version": self.dataset_version}
+                "model_version": self.model_version, "dataset_version": self.dataset_version,
+                "speaker_norm": self.speaker_norm}
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelCard:
         return cls(classes=tuple(data["classes"]), preprocess=PreprocessConfig.from_dict(data["preprocess"]),
                    task=data["task"], model_version=str(data.get("model_version", "unregistered")),
-                   dataset_version=str(data.get("dataset_version", "unknown")))
+                   dataset_version=str(data.get("dataset_version", "unknown")),
+                   speaker_norm=bool(data.get("speaker_norm", False)))
+
+
+def extraction_config(model: keras.Model, cfg: PreprocessConfig) -> PreprocessConfig:
+    """How clips are preprocessed for ``model``: as in training, but without the backbone embedding when the
+    model does not take it (a fine-tuned backbone lives inside the model). A model that takes it needs the
+    backbone file it was trained with: a ``backbone.BackboneError`` says which, now rather than per clip."""
+    if "backbone" not in input_names(model):
+        return with_backbone(cfg, None)
+    require_backbone(cfg.backbone, cfg.backbone_hash)
+    return cfg
 
 
 class Predictor:
@@ -47,12 +62,18 @@ class Predictor:
     def __init__(self, model: keras.Model, card: ModelCard):
         self.model = model
         self.card = card
+        self.extraction = extraction_config(model, card.preprocess)
 
     @classmethod
     def from_dir(cls, folder: str | Path, card: dict | ModelCard) -> Predictor:
-        """Load ``folder/model.keras`` (inference only: no optimizer state)."""
+        """Load ``folder/model.keras`` (inference only: no optimizer state), with the backbone packaged
+        beside it when there is one (``packaging.save_to_bentoml`` copies it there)."""
         model = keras.models.load_model(Path(folder) / MODEL_FILENAME, compile=False)
-        return cls(model, card if isinstance(card, ModelCard) else ModelCard.from_dict(card))
+        card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+        copy = bundled(folder)
+        if copy is not None:
+            card = dataclasses.replace(card, preprocess=dataclasses.replace(card.preprocess, backbone=str(copy)))
+        return cls(model, card)
 
     def predict_features(self, records: list[ClipFeatures]) -> list[dict]:
         """Predictions for already extracted clips (one dict per clip)."""
@@ -75,9 +96,9 @@ class Predictor:
     def warm_up(self) -> None:
         """Compile librosa's code, load the face backend and run the model once, so that the first
         request of a server is not seconds slow."""
-        warm_up(self.card.preprocess)
-        self.predict_features([blank_features(self.card.preprocess)])
+        warm_up(self.extraction)
+        self.predict_features([blank_features(self.extraction)])
 
     def predict_clip(self, path: str | Path) -> dict:
         """Decode, extract features and predict; raises ``MediaError`` for unusable files."""
-        return self.predict_features([extract_features(path, self.card.preprocess)])[0]
+        return self.predict_features([extract_features(path, self.extraction)])[0]

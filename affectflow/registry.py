@@ -7,6 +7,7 @@ artifacts go under the home (never ``./mlruns`` of whatever directory a worker h
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,11 @@ def _flat(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
                  sample_inputs: dict[str, np.ndarray], val_metrics: dict[str, float],
-                 extra_params: dict | None = None) -> RegisteredModel:
-    """Log params, metrics, plots and the model of one run and register it as a new version."""
+                 extra_params: dict | None = None, reports: Mapping[str, str] | None = None) -> RegisteredModel:
+    """Log params, metrics, plots and the model of one run and register it as a new version.
+
+    ``reports``: more Markdown files for the run's ``reports/`` folder (file name -> text).
+    """
     name = model_name(dataset)
     with mlflow.start_run(run_name=f"{dataset}-{config.task}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"dataset": dataset, "dataset_version": card.dataset_version, "task": config.task})
@@ -76,8 +80,9 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
             mlflow.log_artifact(str(confusion_matrix_png(result.confusion, card.classes,
                                                          folder / "confusion_matrix.png")), "plots")
         mlflow.log_artifact(str(training_curves_png(result.history, folder / "training_curves.png")), "plots")
-        (folder / "test_metrics.md").write_text(metrics_markdown(result.metrics))
-        mlflow.log_artifact(str(folder / "test_metrics.md"), "reports")
+        for filename, text in {"test_metrics.md": metrics_markdown(result.metrics), **(reports or {})}.items():
+            (folder / filename).write_text(text)
+            mlflow.log_artifact(str(folder / filename), "reports")
         outputs = {k: np.asarray(v) for k, v in result.model(sample_inputs, training=False).items()}
         info = mlflow.tensorflow.log_model(
             result.model, name="model", signature=infer_signature(sample_inputs, outputs),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from affectflow.backbone import load_backbone
 from affectflow.config import TrainConfig
 from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
 from affectflow.labels import AFFECT_DIMENSIONS
@@ -28,7 +29,7 @@ TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
 
 # Each modality's presence input and the inputs that carry it.
 MODALITIES: dict[str, tuple[str, ...]] = {
-    "video": ("video_mask", "frames"),
+    "video": ("video_mask", "frames", "backbone"),
     "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS),
     "face": ("face_mask", "face", "face_crops"),
 }
@@ -90,7 +91,9 @@ def load_arrays(frame: pd.DataFrame, classes: Sequence[str]) -> Arrays:
     index = {c: i for i, c in enumerate(classes)}
     records = [load_features(Path(p)) for p in frame["record"]]
     affect = frame[list(AFFECT_DIMENSIONS)].astype("float32").to_numpy()
-    return Arrays(stack_inputs(records, TRAINING_INPUTS), frame["emotion"].map(index).to_numpy(np.int64), affect,
+    # Backbone embeddings only where the records have them: an empty (0,) input must not reach the model.
+    names = (*TRAINING_INPUTS, "backbone") if records and records[0].backbone.size else TRAINING_INPUTS
+    return Arrays(stack_inputs(records, names), frame["emotion"].map(index).to_numpy(np.int64), affect,
                   frame["speaker"].astype(str).to_numpy())
 
 
@@ -164,15 +167,34 @@ def prepare(train_set: Arrays, other: Sequence[Arrays], config: TrainConfig) -> 
     return train_set, other
 
 
+def _finetuning(train_set: Arrays, val_set: Arrays | None, config: TrainConfig,
+                backbone: str) -> tuple[Arrays, Arrays | None]:
+    """With ``config.finetune_backbone`` the model runs the backbone on ``frames`` itself: the cached
+    embeddings are dropped. Fine-tuning without a backbone is an error, not a silent no-op."""
+    if not config.finetune_backbone:
+        return train_set, val_set
+    if not backbone:
+        raise ValueError("finetune_backbone needs a backbone: preprocess with config.with_backbone(cfg, path)")
+    if "frames" not in train_set.inputs:
+        raise ValueError("finetune_backbone needs video frames, and no training clip has video")
+
+    def strip(arrays: Arrays) -> Arrays:
+        return arrays.replace(inputs={k: v for k, v in arrays.inputs.items() if k != "backbone"})
+    return strip(train_set), None if val_set is None else strip(val_set)
+
+
 def _fit(train_set: Arrays, val_set: Arrays | None, classes: Sequence[str], config: TrainConfig,
-         epochs: int, progress: Progress, rates: Sequence[float] = ()) -> tuple[keras.Model, dict[str, list[float]]]:
+         epochs: int, progress: Progress, rates: Sequence[float] = (),
+         backbone: str = "") -> tuple[keras.Model, dict[str, list[float]]]:
     """A fresh seeded model fitted for up to ``epochs``; with ``val_set``, early stopping on its loss
     restores the best weights and the learning rate halves on plateaus; without, ``rates`` (one per
-    epoch) replay a schedule."""
+    epoch) replay a schedule. ``backbone``: the path fine-tuned when ``config.finetune_backbone``."""
     keras.utils.set_random_seed(config.seed)
+    train_set, val_set = _finetuning(train_set, val_set, config, backbone)
     with _strategy().scope():
         shapes = {name: array.shape[1:] for name, array in train_set.inputs.items()}
-        model = build_model(classes, shapes, config, samples=train_set.inputs)
+        model = build_model(classes, shapes, config, samples=train_set.inputs,
+                            finetune=load_backbone(backbone) if config.finetune_backbone else None)
         compile_model(model, config)
     weights = class_weights(train_set.labels, len(classes)) if config.class_weighting else None
     callbacks: list[keras.callbacks.Callback] = [_EpochProgress(epochs, progress)]
@@ -205,21 +227,22 @@ def best_epoch(history: dict[str, list[float]], config: TrainConfig) -> int:
 
 
 def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
-          progress: Progress = log.info) -> TrainingResult:
+          progress: Progress = log.info, backbone: str = "") -> TrainingResult:
     """Fit a fresh model; early stopping on validation loss restores the best weights.
 
     Inputs are ``prepare``d first; evaluate the model on arrays passed through ``ready_for``. With
     ``config.refit`` a second fresh model is then fitted on train + val for the best epoch count, with
     the learning rates the first run used: the validation speakers' clips also teach the model.
+    ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains.
     """
     train_ready, (val_ready,) = prepare(train_set, [val_set], config)
-    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress)
+    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress, backbone=backbone)
     best = best_epoch(history, config)
     if not config.refit:
         return TrainingResult(model, history, best)
     progress(f"refitting on train + validation for {best} epochs")
     everything, _ = prepare(concatenate([train_set, val_set]), [], config)
-    model, _ = _fit(everything, None, classes, config, best, progress, history.get("learning_rate", ()))
+    model, _ = _fit(everything, None, classes, config, best, progress, history.get("learning_rate", ()), backbone)
     return TrainingResult(model, history, best, refit=True)
 
 

@@ -81,6 +81,9 @@ def test_report_files_are_written_and_json_ready(result, tmp_path):
     loaded = json.loads(paths["json"].read_text())
     assert loaded["k"] == 2 and loaded["summary"]["uar"]["folds"] == 2 and "pooled_unaligned" in loaded
     assert "mean ± std" in paths["markdown"].read_text()
+    groups = pd.read_csv(paths["groups"])
+    speakers = groups[groups["group"] == "speaker"]
+    assert speakers["n"].sum() == len(result.predictions)  # every held-out clip in its speaker's row
     assert len(pd.read_csv(paths["predictions"])) == len(result.predictions)
     assert paths["confusion"].stat().st_size > 0
     flat = result.flat_metrics()

@@ -26,7 +26,8 @@ def test_every_flow_has_a_deployment():
     entrypoints = {d["entrypoint"] for d in DEPLOYMENTS}
     flows = {f"flows/{p.name}:{name}" for p, name in [(ROOT / "flows" / "ingest.py", "ingest_flow"),
                                                        (ROOT / "flows" / "train.py", "train_flow"),
-                                                       (ROOT / "flows" / "pipeline.py", "pipeline_flow")]}
+                                                       (ROOT / "flows" / "pipeline.py", "pipeline_flow"),
+                                                       (ROOT / "flows" / "crossval.py", "crossval_flow")]}
     assert flows <= entrypoints
 
 

@@ -75,6 +75,19 @@ def test_load_and_list_datasets(home: Paths, make_clip) -> None:
         load_dataset("nope", home)
 
 
+def test_corpus_columns_beyond_the_contract_come_back_with_the_dataset(home: Paths, make_clip) -> None:
+    """The manifest holds the contract; a corpus's own columns (CREMA-D sex, age) stay in the stored batch's
+    labels.csv and come back with ``load_dataset``, for metrics per group."""
+    rows = make_batch(home.inbox / "b1", make_clip)
+    demographics = [{"sex": "female", "age": "34"}, {"sex": "male", "age": ""}]
+    write_labels(home.inbox / "b1", [r | d for r, d in zip(rows, demographics)], FIELDS + ["sex", "age"])
+    ingest_batch(home.inbox / "b1", home)
+    assert {"sex", "age"}.isdisjoint(pd.read_parquet(home.datasets / "demo" / MANIFEST).columns)
+    frame = load_dataset("demo", home).set_index("speaker")
+    assert frame.loc["s0", "sex"] == "female" and frame.loc["s0", "age"] == "34"
+    assert frame.loc["s1", "sex"] == "male" and pd.isna(frame.loc["s1", "age"])
+
+
 def test_a_missing_batch_folder_is_an_error_not_a_new_folder(home: Paths) -> None:
     with pytest.raises(FileNotFoundError, match="no batch folder"):
         ingest_batch(home.inbox / "ghost", home)
