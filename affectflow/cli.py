@@ -44,7 +44,14 @@ def _emit(result: object) -> None:
 
 
 def _bar(label: str):
-    """A progress callback ``(done, total)`` drawing one updating line on stderr."""
+    """A progress callback ``(done, total)`` drawing one updating line on a terminal; into a log file
+    (no terminal), one line per tenth of the work instead of thousands of redraws."""
+    if not sys.stderr.isatty():
+        def log_line(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+        return log_line
+
     def update(done: int, total: int) -> None:
         width = 30
         filled = int(width * done / max(total, 1))

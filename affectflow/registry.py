@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -16,7 +16,9 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
 from affectflow.config import Paths, TrainConfig, remember_setting
+from affectflow.model import input_names
 from affectflow.predict import ModelCard, Predictor
 from affectflow.reports import confusion_matrix_png, metrics_markdown, training_curves_png
 from affectflow.training import TrainingResult
@@ -83,6 +85,8 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
         for filename, text in {"test_metrics.md": metrics_markdown(result.metrics), **(reports or {})}.items():
             (folder / filename).write_text(text)
             mlflow.log_artifact(str(folder / filename), "reports")
+        if "backbone" in input_names(result.model):  # the run carries the file its embeddings need
+            mlflow.log_artifacts(str(bundle(card.preprocess.backbone, folder).parent), BUNDLE_FOLDER)
         outputs = {k: np.asarray(v) for k, v in result.model(sample_inputs, training=False).items()}
         info = mlflow.tensorflow.log_model(
             result.model, name="model", signature=infer_signature(sample_inputs, outputs),
@@ -116,9 +120,16 @@ def resolve(uri: str) -> str:
 
 
 def load_predictor(uri: str) -> Predictor:
-    """A ``Predictor`` from any MLflow model URI (``models:/NAME@champion``, ``runs:/...``)."""
-    card = dict(mlflow.models.get_model_info(uri).metadata or {})
-    if "classes" not in card:
+    """A ``Predictor`` from any MLflow model URI (``models:/NAME@champion``, ``runs:/...``), with the
+    pre-trained backbone logged in its run when the model takes backbone embeddings."""
+    info = mlflow.models.get_model_info(uri)
+    metadata = dict(info.metadata or {})
+    if "classes" not in metadata:
         raise ValueError(f"{uri} is not an affectflow model (its MLmodel has no affectflow metadata)")
-    card["model_version"] = resolve(uri)
-    return Predictor(mlflow.tensorflow.load_model(uri), ModelCard.from_dict(card))
+    metadata["model_version"] = resolve(uri)
+    card, model = ModelCard.from_dict(metadata), mlflow.tensorflow.load_model(uri)
+    if "backbone" in input_names(model):
+        local = mlflow.artifacts.download_artifacts(run_id=info.run_id, artifact_path=BUNDLE_FOLDER)
+        copy = bundled(Path(local).parent)
+        card = replace(card, preprocess=replace(card.preprocess, backbone=str(copy)))
+    return Predictor(model, card)

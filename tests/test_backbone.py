@@ -30,6 +30,7 @@ from affectflow.media import read_sampled
 from affectflow.model import input_names
 from affectflow.packaging import model_store, save_to_bentoml
 from affectflow.predict import ModelCard, Predictor
+from affectflow.registry import configure, load_predictor, log_training
 from affectflow.training import Arrays, train
 
 CFG = PreprocessConfig(num_frames=4, frame_size=16, audio_seconds=0.5, face_backend="none")
@@ -173,7 +174,8 @@ def test_a_model_trained_on_embeddings_predicts_and_needs_its_backbone(exported,
     cfg = with_backbone(CFG, tmp_path / "backbone.keras")
     records, labels = separable_records(cfg)
     data = arrays_of(records, labels)
-    model = train(data, data, CLASSES, FAST, progress=lambda _: None).model
+    trained = train(data, data, CLASSES, FAST, progress=lambda _: None)
+    model = trained.model
     assert "backbone" in input_names(model) and "mfcc" not in input_names(model)
 
     predictor = Predictor(model, ModelCard(tuple(CLASSES), cfg, "classification"))
@@ -183,6 +185,8 @@ def test_a_model_trained_on_embeddings_predicts_and_needs_its_backbone(exported,
     result = predictor.predict_clip(clip)
     assert result["emotion"] in CLASSES and result["modalities"]["video"]
     tag = save_to_bentoml(model, predictor.card)
+    configure(home)
+    registered = log_training(trained, predictor.card, FAST, "toy", stack_inputs(records[:2], input_names(model)), {})
 
     (tmp_path / "backbone.keras").unlink()
     with pytest.raises(BackboneError, match=r"trained with backbone [0-9a-f]{16} at .*backbone.keras; file not found"):
@@ -190,6 +194,8 @@ def test_a_model_trained_on_embeddings_predicts_and_needs_its_backbone(exported,
     stored = model_store().get(tag)  # the packaged model carries its own copy of the backbone
     packaged = Predictor.from_dir(stored.path, stored.info.metadata)
     assert packaged.predict_clip(clip)["probabilities"] == pytest.approx(result["probabilities"], abs=1e-5)
+    logged = load_predictor(registered.uri)  # so does the MLflow run
+    assert logged.predict_clip(clip)["probabilities"] == pytest.approx(result["probabilities"], abs=1e-5)
 
 
 def test_fine_tuning_trains_the_backbone_inside_the_model(exported, make_clip, tmp_path):
