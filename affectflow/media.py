@@ -181,18 +181,40 @@ def read_sampled(path: str | Path, count: int, width: int, max_seconds: float | 
         raise ClipTooLong(f"{path}: clip lasts {total / fps:.1f} s, over the {max_seconds:g} s limit "
                           "(max_clip_seconds); cut long recordings into utterances first")
     indices = sample_indices(total, count)
-    frames: list[np.ndarray] = []
-    source = (0, 0)
     try:
-        for start in range(0, count, DECODE_CHUNK):
-            for frame in reader.get_batch(indices[start:start + DECODE_CHUNK].tolist()).asnumpy():
-                source = (frame.shape[1], frame.shape[0])
-                size = _working_size(*source, width)
-                frames.append(frame if size == source else cv2.resize(frame, size, interpolation=_shrink(source, size)))
+        decoded = [frame for start in range(0, count, DECODE_CHUNK)
+                   for frame in reader.get_batch(indices[start:start + DECODE_CHUNK].tolist()).asnumpy()]
     except Exception as err:  # decord raises bare DECORDError/RuntimeError on damaged streams
-        raise DamagedVideo(f"{path}: video frames could not be decoded, the file may be truncated or damaged "
-                           f"({str(err).splitlines()[0][:120]})") from err
+        # decord also fails on valid videos narrower than 64 px; OpenCV reads those, not damaged ones.
+        decoded = read_with_opencv(path, indices)
+        if decoded is None:
+            raise DamagedVideo(f"{path}: video frames could not be decoded, the file may be truncated or damaged "
+                               f"({str(err).splitlines()[0][:120]})") from err
+    source = (decoded[0].shape[1], decoded[0].shape[0])
+    size = _working_size(*source, width)
+    frames = [frame if size == source else cv2.resize(frame, size, interpolation=_shrink(source, size))
+              for frame in decoded]
     return SampledVideo(np.ascontiguousarray(np.stack(frames), dtype=np.uint8), indices, fps, *source)
+
+
+def read_with_opencv(path: Path, indices: np.ndarray) -> list[np.ndarray] | None:
+    """RGB frames at ``indices`` (sorted) read sequentially with OpenCV; None unless every one was read."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    wanted, frames, position = list(indices), [], 0
+    try:
+        while wanted and capture.grab():
+            while wanted and wanted[0] == position:  # an index may repeat when the clip is short
+                ok, frame = capture.retrieve()
+                if not ok:
+                    return None
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                wanted.pop(0)
+            position += 1
+    finally:
+        capture.release()
+    return None if wanted else frames
 
 
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -69,6 +69,8 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
     ``reports``: more Markdown files for the run's ``reports/`` folder (file name -> text).
     """
     name = model_name(dataset)
+    # Only what the model takes: a corpus without faces (say) trains a model without the face inputs.
+    sample_inputs = {k: sample_inputs[k] for k in input_names(result.model)}
     with mlflow.start_run(run_name=f"{dataset}-{config.task}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"dataset": dataset, "dataset_version": card.dataset_version, "task": config.task})
         mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in card.preprocess.to_dict().items()},

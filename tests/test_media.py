@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from affectflow.media import MediaError, probe, read_audio, read_frames, sample_indices
+from affectflow.media import (
+    MediaError,
+    probe,
+    read_audio,
+    read_frames,
+    read_sampled,
+    read_with_opencv,
+    sample_indices,
+)
 
 
 def test_sample_indices_are_uniform_and_within_bounds():
@@ -93,3 +101,18 @@ def test_broken_files_raise_media_error_naming_the_file(tmp_path, make_clip, mak
            "empty": lambda: _empty(tmp_path), "missing": lambda: tmp_path / "missing.mp4"}[make_bad]()
     with pytest.raises(MediaError, match=bad.name):
         reader(bad)
+
+
+def test_videos_narrower_than_decord_can_take_areread_with_opencv(make_clip):
+    """decord fails on valid videos under 64 px wide; they decode (through OpenCV) like any other."""
+    tiny = read_sampled(make_clip("tiny.mp4", seconds=0.6, size=(48, 48), audio=False), 16, 320)
+    assert tiny.frames.shape == (16, 48, 48, 3) and tiny.frames.std() > 0
+
+
+def test_the_opencv_reader_returns_the_frames_decord_returns(make_clip):
+    clip = make_clip("clip.mp4", seconds=1.0, size=(96, 96), audio=False)
+    indices = sample_indices(25, 16)
+    expected = read_sampled(clip, 16, 320).frames
+    got = np.stack(read_with_opencv(clip, indices))
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 2  # same frames, same colours
