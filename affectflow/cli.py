@@ -127,12 +127,10 @@ def _summary_json(summary: dict) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> None:
     common = {"dataset": args.dataset, "task": args.task, "epochs": args.epochs, "seed": args.seed,
-              "classes": args.classes.split(",") if args.classes else None, "home": args.home}
+              "classes": args.classes.split(",") if args.classes else None, "home": args.home,
+              "backbone": args.backbone, "finetune_backbone": args.finetune_backbone}
     if args.refit is not None:
         common["refit"] = args.refit
-    if args.cv and args.backbone:
-        _say("error: --backbone is for training one model, not with --cv")
-        raise SystemExit(2)
     if args.cv:
         from flows.crossval import crossval_flow
 
@@ -142,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     from flows.train import train_flow
 
-    _emit(_summary_json(train_flow(**common, backbone=args.backbone, finetune_backbone=args.finetune_backbone)))
+    _emit(_summary_json(train_flow(**common)))
 
 
 def _metric_lines(metrics: dict[str, float]) -> str:

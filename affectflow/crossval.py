@@ -131,12 +131,13 @@ def val_speakers(speakers: Sequence[str], fraction: float, seed: int) -> list[st
 
 
 def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
-                   progress: Progress = log.info, arrays: Arrays | None = None) -> CrossValidation:
+                   progress: Progress = log.info, arrays: Arrays | None = None, backbone: str = "") -> CrossValidation:
     """Train and test ``k`` times, each speaker in exactly one test fold.
 
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence;
     ``arrays`` (already loaded for ``labelled_frame(frame, classes)``, in that order) skips reading
     the cache again. Seeds: the folds use ``config.seed``; fold ``i`` trains with ``config.seed + i``.
+    ``backbone``: the path ``config.finetune_backbone`` trains (``training.train``).
     """
     started = time.perf_counter()
     chosen = choose_classes(frame["emotion"], classes)
@@ -156,7 +157,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                  f"{', '.join(validation)}; training on {len(train_idx)} clips")
         fold_config = replace(config, seed=config.seed + index)
         result = train(arrays.subset(train_idx), arrays.subset(val_idx), chosen, fold_config,
-                       progress=lambda _: None)
+                       progress=lambda _: None, backbone=backbone)
         test_arrays = arrays.subset(test)
         ready = ready_for(result.model, test_arrays, fold_config)
         predictions = prediction_frame(frame.iloc[test], predict_arrays(result.model, ready), chosen)

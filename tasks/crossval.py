@@ -17,7 +17,7 @@ from tasks.artifacts import markdown_with_image
 
 @task(name="crossval-report")
 def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, home: str, config: TrainConfig,
-                    k: int, classes: list[str] | None = None) -> tuple[CrossValidation, str]:
+                    k: int, classes: list[str] | None = None, backbone: str = "") -> tuple[CrossValidation, str]:
     """Run ``k`` folds; write the report under the home's ``reports/`` and log it as one MLflow run.
 
     Returns the cross-validation and the report folder. No model is registered: each fold's model
@@ -25,7 +25,7 @@ def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, hom
     """
     logger = get_run_logger()
     paths = get_paths(home)
-    cv = cross_validate(frame, config, k, classes, progress=logger.info)
+    cv = cross_validate(frame, config, k, classes, progress=logger.info, backbone=backbone)
     folder = paths.reports / f"crossval-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = write_report(cv, folder)
     configure(paths, experiment=f"{model_name(dataset)}-crossval")

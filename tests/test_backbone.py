@@ -12,12 +12,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from keras import layers
 
 from affectflow.backbone import BackboneError, load_backbone
 from affectflow.cache import FeatureCache, preprocess_clips
 from affectflow.config import PreprocessConfig, TrainConfig, with_backbone
+from affectflow.crossval import cross_validate
 from affectflow.features import (
     MODEL_INPUTS,
     blank_features,
@@ -225,3 +227,15 @@ def test_fine_tuning_trains_the_backbone_inside_the_model(exported, make_clip, t
 
     with pytest.raises(BackboneError, match="fine-tuning needs a .keras backbone"):
         train(data, data, CLASSES, config, progress=lambda _: None, backbone=str(exported["saved_model"]))
+
+
+def test_cross_validation_on_backbone_embeddings(exported, tmp_path):
+    """Every speaker tested once by a model trained on the other speakers' cached embeddings."""
+    cfg = with_backbone(CFG, exported["keras"])
+    records, labels = separable_records(cfg, n=36)
+    speakers = np.array([f"s{i % 6}" for i in range(len(labels))])
+    data = arrays_of(records, labels).replace(speakers=speakers)
+    frame = pd.DataFrame({"speaker": speakers, "emotion": [CLASSES[i] for i in labels], "record": None})
+    cv = cross_validate(frame, FAST, k=3, classes=CLASSES, progress=lambda _: None, arrays=data)
+    assert len(cv.predictions) == 36 and sorted(cv.predictions["speaker"].unique()) == sorted(set(speakers))
+    assert cv.pooled()["uar"] >= 0.9
