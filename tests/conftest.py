@@ -22,6 +22,13 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_mlflow_uri_from_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow exports the tracking URI it is given; left over from another test's home, it would look like
+    a user's own MLflow server to this test and to the processes it starts."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh AFFECTFLOW_HOME for one test; returns its ``Paths``."""

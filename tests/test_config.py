@@ -13,8 +13,7 @@ def test_default_home_is_dot_affectflow_in_cwd(monkeypatch, tmp_path):
     assert get_paths().home == tmp_path / ".affectflow"
 
 
-def test_every_path_is_under_the_home(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # no MLflow server of the user's: the home's store
+def test_every_path_is_under_the_home(tmp_path):
     paths = get_paths(tmp_path / "h")
     for name in ("inbox", "quarantine", "datasets", "features", "reports", "mlflow_db", "mlflow_artifacts",
                  "bentoml_home", "prefect_home"):
