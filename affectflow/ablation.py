@@ -15,9 +15,10 @@ import keras
 import numpy as np
 import pandas as pd
 
+from affectflow.arrays import MODALITIES, Arrays
 from affectflow.evaluation import evaluate
 from affectflow.model import input_names
-from affectflow.training import MODALITIES, Arrays
+from affectflow.tables import markdown_table
 
 # The metrics an ablation table shows, in this order, when the model has them.
 ABLATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean")
@@ -70,9 +71,4 @@ def ablate(model: keras.Model, arrays: Arrays, classes: Sequence[str]) -> pd.Dat
 def ablation_markdown(table: pd.DataFrame, title: str = "Modality ablation") -> str:
     """The ablation table in Markdown, three decimals; a view no clip could be scored on shows dashes."""
     metrics = [k for k in ABLATION_METRICS if k in table]
-    lines = [f"### {title}", "", "| view | modalities | n | " + " | ".join(metrics) + " |",
-             "|---|---|---|" + "---|" * len(metrics)]
-    for row in table.to_dict("records"):
-        shown = [f"{row[k]:.3f}" if pd.notna(row.get(k)) else "-" for k in metrics]
-        lines.append(f"| {row['view']} | {row['modalities']} | {row['n']} | " + " | ".join(shown) + " |")
-    return "\n".join(lines) + "\n"
+    return f"### {title}\n\n" + markdown_table(table, ["view", "modalities", "n", *metrics]) + "\n"

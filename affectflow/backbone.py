@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from affectflow.errors import UserError
+
 CHUNK_BYTES = 1 << 20
 # Clip length used to probe a backbone whose input takes any number of frames.
 PROBE_FRAMES = 16
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """A backbone that cannot be used; the message names the path and the reason."""
 
 

@@ -9,7 +9,6 @@ a hit costs one file hash and one ``exists`` check.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections import deque
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectflow.config import PreprocessConfig, get_paths, with_backbone
+from affectflow.config import PreprocessConfig, get_paths, preprocessing
 from affectflow.faces import check_backend
 from affectflow.features import ClipFeatures, extract_features, load_features, save_features
 from affectflow.media import MediaError
@@ -64,14 +63,6 @@ class FeatureCache:
         save_features(record, features)
         self.computed += 1
         return features
-
-    def get_or_compute(self, clip_path: str | Path) -> ClipFeatures:
-        """The clip's features: loaded when cached, otherwise extracted and stored."""
-        _, record = self.locate(clip_path)
-        if record.exists():
-            self.hits += 1
-            return load_features(record)
-        return self.compute(clip_path, record)
 
 
 @dataclass
@@ -169,9 +160,11 @@ def preprocess_clips(paths: Sequence[str | Path], cache_root: str | Path, cfg: P
                      workers: int = 1, progress: Progress | None = None) -> list[ClipResult]:
     """Make sure every clip has a cached record; one result per clip, in input order.
 
-    A clip that cannot be read is reported (``ok=False`` with its reason) and the others go on.
+    A clip that cannot be read is reported (``ok=False`` with its reason) and the others go on; a face
+    backend that cannot run here raises ``faces.FaceBackendError`` before any clip is read.
     ``progress(done, total)`` is called after each clip.
     """
+    check_backend(cfg.face_backend)
     clips = [Path(p) for p in paths]
     results = []
     for result in _in_order(clips, FeatureCache(cache_root, cfg), workers):
@@ -226,21 +219,17 @@ def _report(clips: list[Path], cache: FeatureCache, workers: int,
            "seconds": round(time.perf_counter() - started, 3)}
 
 
-def preprocess_paths(paths: Sequence[str | Path], face_backend: str = "landmarks",
-                     cfg: PreprocessConfig | None = None, cache_root: str | Path | None = None,
-                     workers: int = 1, inspect_dir: str | Path | None = None,
-                     backbone: str | Path | None = None) -> Iterator[dict]:
+def preprocess_paths(paths: Sequence[str | Path], cfg: PreprocessConfig | None = None,
+                     cache_root: str | Path | None = None, workers: int = 1,
+                     inspect_dir: str | Path | None = None) -> Iterator[dict]:
     """Fill the cache for clips and folders of clips: one dict per clip, in order, then a summary dict.
 
     Per clip: ``clip, ok, error, frames, face_frames, audio_seconds, cached, record`` (plus
     ``inspection``, the written files, when ``inspect_dir`` is given). The summary has ``summary: true``.
-    ``face_backend`` overrides ``cfg.face_backend``; a backend that cannot run here raises
-    ``faces.FaceBackendError`` now, before any clip is read. ``backbone`` (a ``.keras`` file or SavedModel
-    folder) adds its embeddings to the records; an unusable one raises ``backbone.BackboneError`` now.
+    ``cfg`` defaults to ``config.preprocessing()``; a face backend that cannot run here raises
+    ``faces.FaceBackendError`` now, before any clip is read.
     """
-    cfg = dataclasses.replace(cfg or PreprocessConfig(), face_backend=face_backend)
-    if backbone is not None:
-        cfg = with_backbone(cfg, backbone)
-    check_backend(face_backend)
+    cfg = cfg or preprocessing()
+    check_backend(cfg.face_backend)
     cache = FeatureCache(cache_root if cache_root is not None else get_paths().features, cfg)
     return _report(expand_clips(paths), cache, workers, Path(inspect_dir) if inspect_dir is not None else None)

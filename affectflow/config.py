@@ -10,10 +10,16 @@ import dataclasses
 import hashlib
 import json
 import os
+import tomllib
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from affectflow.errors import ConfigError
+
+FaceBackendName = Literal["landmarks", "openface", "none"]
 HOME_ENV = "AFFECTFLOW_HOME"
 DEFAULT_HOME = ".affectflow"
 
@@ -137,7 +143,7 @@ class PreprocessConfig:
     n_mels: int = 64
     win_ms: float = 25.0
     hop_ms: float = 10.0
-    face_backend: str = "landmarks"  # "landmarks" (built-in dlib), "openface" (external binary) or "none"
+    face_backend: FaceBackendName = "landmarks"  # built-in dlib, the OpenFace binary, or no face features
     face_crop_size: int = 64      # side of the aligned grayscale face crop per sampled frame
     face_width: int = 320         # frames are decoded once and downscaled to this width for face work
     max_clip_seconds: float = 60.0  # longer clips are rejected (labels describe one utterance)
@@ -193,36 +199,108 @@ def with_backbone(cfg: PreprocessConfig, path: str | os.PathLike[str] | None,
     return dataclasses.replace(cfg, backbone=backbone.path, backbone_hash=backbone.content_hash, frame_size=size)
 
 
+def preprocessing(face_backend: str = "landmarks", backbone: str | os.PathLike[str] | None = None,
+                  finetune_backbone: bool = False) -> PreprocessConfig:
+    """The preprocessing of a run, from the choices a user makes (``preprocess``, ``train``, ``evaluate``
+    and the flows all come here): the face backend and an optional pre-trained video backbone, whose
+    full-size frames are kept when it is fine-tuned."""
+    if face_backend not in typing.get_args(FaceBackendName):
+        raise ConfigError(f"unknown face backend {face_backend!r}: choose one of "
+                          f"{', '.join(typing.get_args(FaceBackendName))}")
+    return with_backbone(PreprocessConfig(face_backend=face_backend), backbone, full_frames=finetune_backbone)
+
+
 Task = Literal["classification", "regression", "multitask"]
 AudioEncoder = Literal["stats", "conv", "hybrid"]
 
 
+def option(default, doc: str):
+    """A config field with the help text the command line shows for it."""
+    return dataclasses.field(default=default, metadata={"help": doc})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model and optimisation settings; logged as MLflow params."""
+    """Model and optimisation settings: CLI options of ``affectflow train``, the ``training`` parameter of
+    the train and cross-validation flows, keys of a ``--config`` file; logged as MLflow params."""
 
-    task: Task = "multitask"
-    epochs: int = 40
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    ce_weight: float = 2.0        # the original notebooks' weighting: CE x 2 + (1 - CCC) x 1
-    ccc_weight: float = 1.0
-    dropout: float = 0.3
-    hidden_units: int = 128
-    patience: int = 8             # early stopping on validation loss, best weights restored
-    min_epochs: int = 10          # epochs before early stopping may pick a best epoch (one noisy val speaker)
-    val_fraction: float = 0.2     # of speakers, carved from the training side
-    test_fraction: float = 0.3    # of speakers, never seen in training or model selection
-    seed: int = 13
-    audio_encoder: AudioEncoder = "hybrid"  # utterance statistics, temporal convolutions, or both
-    spec_augment: int = 2         # time and feature masks per clip in training (0: off)
-    shared_layers: int = 2        # dense layers after fusion (0-2)
-    modality_dropout: float = 0.4   # chance per modality and clip of hiding it in training (never all)
-    class_weighting: bool = True  # cross-entropy weighted by inverse class frequency of the training set
-    speaker_norm: bool = True     # align each speaker's audio feature statistics (unlabelled audio only)
-    refit: bool = False           # after early stopping, refit on train + val for the best epoch count
-    finetune_backbone: bool = False  # train the preprocessing's backbone inside the model (a .keras file)
+    task: Task = option("multitask", "heads to train: classes, [arousal, valence], or both")
+    epochs: int = option(40, "maximum epochs; early stopping picks the best")
+    batch_size: int = option(16, "clips per batch")
+    learning_rate: float = option(2e-3, "AdamW learning rate (halved on validation plateaus)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    ce_weight: float = option(2.0, "weight of the cross-entropy loss (the original: 2 x CE + 1 x (1 - CCC))")
+    ccc_weight: float = option(1.0, "weight of the (1 - CCC) loss of the [arousal, valence] head")
+    dropout: float = option(0.3, "dropout after each shared dense layer")
+    hidden_units: int = option(128, "units of the shared dense layers")
+    patience: int = option(8, "epochs without validation improvement before stopping (best weights restored)")
+    min_epochs: int = option(10, "epochs before early stopping may pick a best epoch")
+    val_fraction: float = option(0.2, "share of speakers carved from the training side for validation")
+    test_fraction: float = option(0.3, "share of speakers held out for the test metrics")
+    seed: int = option(13, "seed of the split, the initialisation and the shuffling")
+    audio_encoder: AudioEncoder = option("hybrid", "utterance statistics, temporal convolutions, or both")
+    spec_augment: int = option(2, "time and feature masks per clip in training (0: off)")
+    shared_layers: int = option(2, "dense layers after fusion (0-2)")
+    modality_dropout: float = option(0.4, "chance per modality and clip of hiding it in training (never all)")
+    class_weighting: bool = option(True, "weight cross-entropy by inverse class frequency of the training set")
+    speaker_norm: bool = option(True, "align each speaker's audio feature statistics (their unlabelled audio)")
+    refit: bool = option(False, "after early stopping, refit on train + validation for the best epoch count")
+    finetune_backbone: bool = option(False, "train the --backbone inside the model (a .keras file; slow on CPU)")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
+            "weight_decay": self.weight_decay >= 0, "ce_weight": self.ce_weight >= 0,
+            "ccc_weight": self.ccc_weight >= 0, "dropout": 0 <= self.dropout < 1,
+            "hidden_units": self.hidden_units >= 1, "patience": self.patience >= 1, "min_epochs": self.min_epochs >= 0,
+            "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 < self.test_fraction < 1,
+            "spec_augment": self.spec_augment >= 0, "shared_layers": 0 <= self.shared_layers <= 2,
+            "modality_dropout": 0 <= self.modality_dropout < 1,
+            "task": self.task in typing.get_args(Task), "audio_encoder": self.audio_encoder in typing.get_args(AudioEncoder),
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            raise ConfigError("; ".join(f"{name}={getattr(self, name)!r} is out of range ({_field_help(self, name)})"
+                                        for name in wrong))
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("val_fraction + test_fraction must leave speakers to train on (sum < 1)")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> TrainConfig:
+        """The defaults with ``values`` applied (a config file, flow parameters, command-line options);
+        unknown names and values of the wrong type are a ``ConfigError`` naming them."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown training settings {unknown}; known: {', '.join(fields)}")
+        kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "a name"}
+        typed = {}
+        for name, value in values.items():
+            expected = type(fields[name].default)
+            fits = isinstance(value, expected) or (expected is float and isinstance(value, int))
+            if not fits or (expected is not bool and isinstance(value, bool)):
+                raise ConfigError(f"{name} must be {kinds[expected]}, got {value!r}")
+            typed[name] = expected(value)
+        return cls(**typed)
+
+
+def settings_file(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Training settings from a TOML or JSON file whose keys are ``TrainConfig`` field names (a TOML
+    ``[training]`` table is also accepted); checked when passed to ``TrainConfig.from_mapping``."""
+    path = Path(path)
+    kind = "JSON" if path.suffix == ".json" else "TOML"
+    try:
+        text = path.read_text()
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except ValueError as err:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise ConfigError(f"config file {path} is not valid {kind}: {err}") from err
+    values = values.get("training", values) if isinstance(values, dict) else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path}: expected a table of training settings")
+    return values
+
+
+def _field_help(config: object, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(config) if f.name == name)

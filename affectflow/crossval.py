@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from affectflow.arrays import Arrays, load_arrays
 from affectflow.config import TrainConfig
 from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
-from affectflow.experiment import choose_classes, labelled_frame
 from affectflow.groups import group_metrics, groups_markdown
+from affectflow.labels import choose_classes, labelled_frame
 from affectflow.splits import check_speaker_independence, speaker_folds
-from affectflow.training import Arrays, Progress, load_arrays, ready_for, train
+from affectflow.tables import markdown_table
+from affectflow.training import Progress, ready_for, train
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +102,16 @@ class CrossValidation:
     def markdown(self, title: str = "Speaker-independent cross-validation") -> str:
         """The summary (mean ± std over folds), the pooled per-class recall and one line per fold."""
         summary, pooled = self.summary(), self.pooled()
+        metrics = [{"metric": name, "mean ± std over folds": f"{values['mean']:.3f} ± {values['std']:.3f}",
+                    "pooled": pooled.get(name)} for name, values in summary.items()]
+        folds = [{"fold": f.index, "test speakers": ", ".join(f.test_speakers),
+                  "val speakers": ", ".join(f.val_speakers), "n test": f.n_test, "best epoch": f.best_epoch,
+                  "UAR": f.metrics.get("uar"), "WAR": f.metrics.get("war")} for f in self.folds]
         lines = [f"### {title}", "", f"{len(self.folds)} folds, {len(self.predictions)} clips, classes: "
-                 f"{', '.join(self.classes)}", "", "| metric | mean ± std over folds | pooled |", "|---|---|---|"]
-        for name, values in summary.items():
-            lines.append(f"| {name} | {values['mean']:.3f} ± {values['std']:.3f} | {pooled.get(name, float('nan')):.3f} |")
-        lines += ["", "| fold | test speakers | val speakers | n test | best epoch | UAR | WAR |", "|---|---|---|---|---|---|---|"]
-        for f in self.folds:
-            lines.append(f"| {f.index} | {', '.join(f.test_speakers)} | {', '.join(f.val_speakers)} | {f.n_test} | "
-                         f"{f.best_epoch} | {f.metrics.get('uar', float('nan')):.3f} | "
-                         f"{f.metrics.get('war', float('nan')):.3f} |")
+                 f"{', '.join(self.classes)}", "",
+                 markdown_table(metrics, ["metric", "mean ± std over folds", "pooled"]), "",
+                 markdown_table(folds, ["fold", "test speakers", "val speakers", "n test", "best epoch",
+                                        "UAR", "WAR"])]
         if self.unaligned is not None:
             unaligned = self.pooled(unaligned=True)
             lines += ["", f"Test clips without speaker alignment (one clip of an unknown speaker): pooled UAR "

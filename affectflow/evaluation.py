@@ -9,14 +9,16 @@ import keras
 import numpy as np
 import pandas as pd
 
+from affectflow.arrays import Arrays, load_arrays
 from affectflow.cache import preprocess_clips
 from affectflow.config import Paths
-from affectflow.labels import AFFECT_DIMENSIONS
+from affectflow.errors import UserError
+from affectflow.labels import AFFECT_DIMENSIONS, labelled_frame
 from affectflow.metrics import classification_metrics, confusion, regression_metrics
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 from affectflow.predict import Predictor
 from affectflow.speakers import aligned_for
-from affectflow.training import Arrays, load_arrays
+from affectflow.validation import read_labels
 
 
 def predict_arrays(model: keras.Model, arrays: Arrays, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -95,9 +97,6 @@ def batch_arrays(predictor: Predictor, batch_dir: Path, paths: Paths,
     as a service would see them. Returns the usable clips' labels, their arrays and the clips that
     could not be used (with reasons).
     """
-    from affectflow.experiment import labelled_frame
-    from affectflow.validation import read_labels
-
     classes = predictor.card.classes
     frame = labelled_frame(read_labels(batch_dir), classes)
     frame["path"] = [str((batch_dir / p).resolve()) for p in frame["path"]]
@@ -106,21 +105,6 @@ def batch_arrays(predictor: Predictor, batch_dir: Path, paths: Paths,
     problems = [f"{r.clip}: {r.error}" for r in results if not r.ok]
     usable = frame[frame["record"].notna()].reset_index(drop=True)
     if usable.empty:
-        raise ValueError(f"{batch_dir}: no usable clips of the classes {list(classes)}")
+        raise UserError(f"{batch_dir}: no usable clips of the classes {list(classes)}")
     arrays = load_arrays(usable, classes)
     return usable, aligned_for(predictor.model, arrays) if align_speakers else arrays, problems
-
-
-def batch_predictions(predictor: Predictor, batch_dir: Path, paths: Paths,
-                      align_speakers: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """The ``prediction_frame`` of ``predictor`` on a labelled batch (see ``batch_arrays``) and the
-    clips that could not be used."""
-    frame, arrays, problems = batch_arrays(predictor, batch_dir, paths, align_speakers)
-    return prediction_frame(frame, predict_arrays(predictor.model, arrays), predictor.card.classes), problems
-
-
-def evaluate_batch(predictor: Predictor, batch_dir: Path, paths: Paths,
-                   align_speakers: bool = False) -> tuple[dict[str, float], list[str]]:
-    """Metrics of ``predictor`` on a labelled batch and the clips that could not be used (with reasons)."""
-    predictions, problems = batch_predictions(predictor, batch_dir, paths, align_speakers)
-    return score_predictions(predictions, predictor.card.classes)[0], problems

@@ -8,15 +8,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from affectflow.arrays import Arrays, load_arrays
+from affectflow.breakdown import Breakdown, break_down
 from affectflow.config import PreprocessConfig, TrainConfig
 from affectflow.evaluation import evaluate
-from affectflow.labels import AFFECT_DIMENSIONS, EMOTIONS, affect_of
+from affectflow.labels import choose_classes, labelled_frame
+from affectflow.reports import RunReport, training_report
 from affectflow.splits import speaker_split
-from affectflow.training import Arrays, Progress, TrainingResult, load_arrays, ready_for, train
+from affectflow.training import Progress, TrainingResult, ready_for, train
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +34,22 @@ class Experiment:
     test: Arrays
     preprocess: PreprocessConfig
 
+    def test_breakdown(self) -> Breakdown:
+        """The test split per speaker and group and per modality."""
+        rows = self.frame[self.frame["split"] == "test"]
+        return break_down(self.result.model, rows, self.test, self.classes)
 
-def choose_classes(emotions: pd.Series, classes: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The requested class list, or the dataset's emotions in canonical vocabulary order."""
-    if classes:
-        unknown = sorted(set(classes) - set(EMOTIONS))
-        if unknown:
-            raise ValueError(f"unknown classes {unknown}; the canonical vocabulary is {list(EMOTIONS)}")
-        return tuple(classes)
-    present = set(emotions)
-    return tuple(e for e in EMOTIONS if e in present)
+    def sample_inputs(self, n: int = 2) -> dict[str, np.ndarray]:
+        """The first ``n`` test clips' inputs: the example MLflow derives the model signature from."""
+        return {k: v[:n] for k, v in self.test.inputs.items()}
 
 
-def labelled_frame(frame: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """Rows of the chosen classes with ``[arousal, valence]`` filled from the circumplex where missing.
-
-    Dropped classes are logged with their counts, never silently.
-    """
-    keep = frame["emotion"].isin(classes)
-    if (~keep).any():
-        log.warning("dropping %d clips outside the class list: %s", int((~keep).sum()),
-                    frame.loc[~keep, "emotion"].value_counts().to_dict())
-    frame = frame.loc[keep].copy()
-    for dim in AFFECT_DIMENSIONS:
-        if dim not in frame:
-            frame[dim] = np.nan
-    intensity = frame["intensity"] if "intensity" in frame else pd.Series(1.0, index=frame.index)
-    table = [affect_of(e, 1.0 if pd.isna(i) else float(i)) for e, i in zip(frame["emotion"], intensity)]
-    for j, dim in enumerate(AFFECT_DIMENSIONS):
-        frame[dim] = frame[dim].astype(float).fillna(pd.Series([t[j] for t in table], index=frame.index))
-    return frame.reset_index(drop=True)
+def experiment_report(experiment: Experiment, folder: Path, title: str = "Test split") -> RunReport:
+    """Curves, confusion matrix and the test split's tables (metrics, by group, ablation) in ``folder``."""
+    result = experiment.result
+    tables = {f"test_{name}": text for name, text in experiment.test_breakdown().markdown(title).items()}
+    return training_report(result.history, result.metrics, result.confusion, experiment.classes, folder, tables,
+                           title)
 
 
 def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: TrainConfig,

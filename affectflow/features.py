@@ -127,11 +127,6 @@ def silent_audio_features(cfg: PreprocessConfig) -> AudioFeatures:
                          np.zeros((steps, cfg.n_mels), np.float32))
 
 
-def compute_mfcc(audio: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """MFCC of fixed-length audio, ``(cfg.audio_steps, cfg.n_mfcc)`` float32, time first."""
-    return compute_audio_features(audio, cfg).mfcc
-
-
 def warm_up(cfg: PreprocessConfig | None = None) -> None:
     """Compile librosa's numba code and load the face backend now, so a server's first request is fast."""
     cfg = cfg or PreprocessConfig()

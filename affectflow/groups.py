@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from affectflow.evaluation import score_predictions
+from affectflow.tables import markdown_table
 
 DEFAULT_GROUPS: tuple[str, ...] = ("speaker", "sex", "age_band")
 UNKNOWN = "unknown"
@@ -73,9 +73,4 @@ def missing_groups(predictions: pd.DataFrame, columns: Sequence[str]) -> list[st
 def groups_markdown(table: pd.DataFrame, title: str = "Metrics by group") -> str:
     """One Markdown table: group, value, n and the metrics, three decimals."""
     metrics = [k for k in GROUP_METRICS if k in table]
-    lines = [f"### {title}", "", "| group | value | n | " + " | ".join(metrics) + " |",
-             "|---|---|---|" + "---|" * len(metrics)]
-    for row in table.itertuples(index=False):
-        shown = [f"{getattr(row, k):.3f}" if np.isfinite(getattr(row, k)) else "-" for k in metrics]
-        lines.append(f"| {row.group} | {row.value} | {row.n} | " + " | ".join(shown) + " |")
-    return "\n".join(lines) + "\n"
+    return f"### {title}\n\n" + markdown_table(table, ["group", "value", "n", *metrics]) + "\n"

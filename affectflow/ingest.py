@@ -29,6 +29,7 @@ import pandas as pd
 
 from affectflow.cache import file_sha256
 from affectflow.config import Paths
+from affectflow.errors import UserError
 from affectflow.validation import REPORT_MD, ValidationReport, read_labels, validate_batch
 
 JOURNAL = "ingest.json"
@@ -42,7 +43,7 @@ Status = Literal["accepted", "quarantined", "duplicate"]
 Progress = Callable[[int, int, "IngestResult"], None]
 
 
-class UnknownDatasetError(LookupError):
+class UnknownDatasetError(UserError, LookupError):
     """No manifest exists for the dataset asked for; the message lists the ones that do."""
 
 

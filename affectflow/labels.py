@@ -5,6 +5,14 @@ One order everywhere: ``[arousal, valence]``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
 AFFECT_DIMENSIONS: tuple[str, str] = ("arousal", "valence")
 
 # Canonical vocabulary shared by every corpus adapter (each maps its own codes onto these names).
@@ -46,3 +54,34 @@ def affect_of(emotion: str, intensity: float = 1.0) -> tuple[float, float]:
     """
     arousal, valence = CIRCUMPLEX[emotion]
     return max(-1.0, min(1.0, arousal * intensity)), valence
+
+
+def choose_classes(emotions: pd.Series, classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The requested class list, or the dataset's emotions in canonical vocabulary order."""
+    if classes:
+        unknown = sorted(set(classes) - set(EMOTIONS))
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; the canonical vocabulary is {list(EMOTIONS)}")
+        return tuple(classes)
+    present = set(emotions)
+    return tuple(e for e in EMOTIONS if e in present)
+
+
+def labelled_frame(frame: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Rows of the chosen classes with ``[arousal, valence]`` filled from the circumplex where missing.
+
+    Dropped classes are logged with their counts, never silently.
+    """
+    keep = frame["emotion"].isin(classes)
+    if (~keep).any():
+        log.warning("dropping %d clips outside the class list: %s", int((~keep).sum()),
+                    frame.loc[~keep, "emotion"].value_counts().to_dict())
+    frame = frame.loc[keep].copy()
+    for dim in AFFECT_DIMENSIONS:
+        if dim not in frame:
+            frame[dim] = np.nan
+    intensity = frame["intensity"] if "intensity" in frame else pd.Series(1.0, index=frame.index)
+    table = [affect_of(e, 1.0 if pd.isna(i) else float(i)) for e, i in zip(frame["emotion"], intensity)]
+    for j, dim in enumerate(AFFECT_DIMENSIONS):
+        frame[dim] = frame[dim].astype(float).fillna(pd.Series([t[j] for t in table], index=frame.index))
+    return frame.reset_index(drop=True)

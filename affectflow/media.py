@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from affectflow.errors import UserError
 
-class MediaError(ValueError):
+
+class MediaError(UserError, ValueError):
     """A file that cannot be used as a clip; the message names the file and the reason."""
 
 
@@ -50,11 +52,11 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"{path}: file is empty (0 bytes)")
 
 
-def _video_reader(path: Path, width: int = -1, height: int = -1):
+def _video_reader(path: Path):
     from decord import DECORDError, VideoReader, cpu
 
     try:
-        return VideoReader(str(path), ctx=cpu(0), width=width, height=height)
+        return VideoReader(str(path), ctx=cpu(0))
     except (DECORDError, RuntimeError) as err:
         raise MediaError(f"{path}: no decodable video stream ({str(err).splitlines()[0][:120]})") from err
 
@@ -92,23 +94,6 @@ def sample_indices(total: int, count: int) -> np.ndarray:
         raise ValueError("a clip with no frames has nothing to sample")
     centres = (np.arange(count) + 0.5) * total / count
     return np.minimum(centres.astype(np.int64), total - 1)
-
-
-def read_frames(path: str | Path, count: int, size: int) -> np.ndarray:
-    """``count`` RGB frames, ``(count, size, size, 3)`` uint8, resized by the decoder.
-
-    Only the sampled indices are decoded, so memory stays bounded on long videos.
-    """
-    path = Path(path)
-    _check_file(path)
-    reader = _video_reader(path, width=size, height=size)
-    if len(reader) == 0:
-        raise MediaError(f"{path}: video stream has no frames")
-    try:
-        frames = reader.get_batch(sample_indices(len(reader), count).tolist()).asnumpy()
-    except Exception as err:  # decord raises bare DECORDError/RuntimeError on damaged streams
-        raise MediaError(f"{path}: video frames could not be decoded ({err})") from err
-    return np.ascontiguousarray(frames, dtype=np.uint8)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ artifacts go under the home (never ``./mlruns`` of whatever directory a worker h
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,12 +20,15 @@ from mlflow.models import infer_signature
 
 from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
 from affectflow.config import Paths, TrainConfig, remember_setting
+from affectflow.crossval import CrossValidation
+from affectflow.errors import UserError
 from affectflow.model import input_names
 from affectflow.predict import ModelCard, Predictor
-from affectflow.reports import confusion_matrix_png, metrics_markdown, training_curves_png
+from affectflow.reports import RunReport
 from affectflow.training import TrainingResult
 
 CHAMPION = "champion"
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 # Explicit requirements: inferring them costs seconds per logged model and guesses wrong for editable installs.
 MODEL_REQUIREMENTS = ["tensorflow>=2.21,<2.22", "keras>=3.10", "numpy"]
 
@@ -46,6 +51,8 @@ def model_name(dataset: str) -> str:
 def configure(paths: Paths, experiment: str = "affectflow") -> str:
     """Point MLflow at the home's store and make sure the experiment exists; returns its id."""
     uri = paths.mlflow_tracking_uri
+    for name in QUIET_LOGGERS:  # a new store's set-up lines read like a problem to a first-time user
+        logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     remember_setting("MLFLOW_TRACKING_URI", uri)  # MLflow exports it; another home must be able to replace it
     found = mlflow.get_experiment_by_name(experiment)
@@ -57,44 +64,64 @@ def configure(paths: Paths, experiment: str = "affectflow") -> str:
     return experiment_id
 
 
-def _flat(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+def champion_uri(dataset: str) -> str:
+    """``models:/affectflow-<dataset>@champion``: what ``predict``, packaging and serving load by default."""
+    return f"models:/{model_name(dataset)}@{CHAMPION}"
+
+
+def _flat(metrics: Mapping[str, float], prefix: str = "") -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if np.isfinite(v)}
 
 
-def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
-                 sample_inputs: dict[str, np.ndarray], val_metrics: dict[str, float],
-                 extra_params: dict | None = None, reports: Mapping[str, str] | None = None) -> RegisteredModel:
-    """Log params, metrics, plots and the model of one run and register it as a new version.
+@contextmanager
+def _run(name: str, dataset: str, dataset_version: str, task: str, params: Mapping[str, object],
+         report: RunReport | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run tagged with its dataset, version and task, its params logged and the report's files
+    under ``plots/`` and ``reports/``: every run of affectflow (training, cross-validation) starts here."""
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": task})
+        mlflow.log_params({**params, "dataset_version": dataset_version})
+        for path in (report.plots.values() if report else ()):
+            mlflow.log_artifact(str(path), "plots")
+        for path in (report.tables.values() if report else ()):
+            mlflow.log_artifact(str(path), "reports")
+        yield run
 
-    ``reports``: more Markdown files for the run's ``reports/`` folder (file name -> text).
-    """
+
+def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
+                 sample_inputs: dict[str, np.ndarray], val_metrics: dict[str, float], report: RunReport,
+                 extra_params: Mapping[str, object] | None = None) -> RegisteredModel:
+    """Log params, per-epoch and test metrics, the report (``reports.training_report``) and the model of
+    one training run, and register the model as a new version."""
     name = model_name(dataset)
     # Only what the model takes: a corpus without faces (say) trains a model without the face inputs.
     sample_inputs = {k: sample_inputs[k] for k in input_names(result.model)}
-    with mlflow.start_run(run_name=f"{dataset}-{config.task}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({"dataset": dataset, "dataset_version": card.dataset_version, "task": config.task})
-        mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in card.preprocess.to_dict().items()},
-                           "classes": ",".join(card.classes), "dataset_version": card.dataset_version,
-                           "best_epoch": result.best_epoch, **(extra_params or {})})
+    params = {**config.to_dict(), **{f"preprocess_{k}": v for k, v in card.preprocess.to_dict().items()},
+              "classes": ",".join(card.classes), "best_epoch": result.best_epoch, **(extra_params or {})}
+    with (_run(f"{dataset}-{config.task}", dataset, card.dataset_version, config.task, params, report) as run,
+          tempfile.TemporaryDirectory() as tmp):
         for epoch in range(len(result.history["loss"])):
             mlflow.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         mlflow.log_metrics({**_flat(result.metrics, "test_"), **_flat(val_metrics, "val_")})
-        folder = Path(tmp)
-        if result.confusion is not None:
-            mlflow.log_artifact(str(confusion_matrix_png(result.confusion, card.classes,
-                                                         folder / "confusion_matrix.png")), "plots")
-        mlflow.log_artifact(str(training_curves_png(result.history, folder / "training_curves.png")), "plots")
-        for filename, text in {"test_metrics.md": metrics_markdown(result.metrics), **(reports or {})}.items():
-            (folder / filename).write_text(text)
-            mlflow.log_artifact(str(folder / filename), "reports")
         if "backbone" in input_names(result.model):  # the run carries the file its embeddings need
-            mlflow.log_artifacts(str(bundle(card.preprocess.backbone, folder).parent), BUNDLE_FOLDER)
+            mlflow.log_artifacts(str(bundle(card.preprocess.backbone, Path(tmp)).parent), BUNDLE_FOLDER)
         outputs = {k: np.asarray(v) for k, v in result.model(sample_inputs, training=False).items()}
         info = mlflow.tensorflow.log_model(
             result.model, name="model", signature=infer_signature(sample_inputs, outputs),
             registered_model_name=name, pip_requirements=MODEL_REQUIREMENTS, metadata=card.to_dict(),
         )
     return RegisteredModel(name, str(info.registered_model_version), run.info.run_id)
+
+
+def log_crossval(cv: CrossValidation, dataset: str, dataset_version: str, folder: Path) -> str:
+    """One MLflow run (experiment ``affectflow-<dataset>-crossval``) with the summary metrics and the
+    report folder (``crossval.write_report``); nothing is registered. Returns the run id."""
+    params = {**cv.config.to_dict(), "k": len(cv.folds), "classes": ",".join(cv.classes)}
+    with _run(f"{dataset}-{cv.config.task}-cv{len(cv.folds)}", dataset, dataset_version, cv.config.task,
+              params) as run:
+        mlflow.log_metrics(cv.flat_metrics())
+        mlflow.log_artifacts(str(folder), "crossval")
+    return run.info.run_id
 
 
 def champion(name: str) -> RegisteredModel | None:
@@ -124,7 +151,11 @@ def resolve(uri: str) -> str:
 def load_predictor(uri: str) -> Predictor:
     """A ``Predictor`` from any MLflow model URI (``models:/NAME@champion``, ``runs:/...``), with the
     pre-trained backbone logged in its run when the model takes backbone embeddings."""
-    info = mlflow.models.get_model_info(uri)
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as err:
+        raise UserError(f"no model at {uri}: {getattr(err, 'message', err)} (`affectflow train` registers one; "
+                        f"`mlflow ui` lists them)") from err
     metadata = dict(info.metadata or {})
     if "classes" not in metadata:
         raise ValueError(f"{uri} is not an affectflow model (its MLmodel has no affectflow metadata)")

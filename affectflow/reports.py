@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from affectflow.tables import markdown_table  # noqa: E402
 
 
 def confusion_matrix_png(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
@@ -56,8 +59,30 @@ def metrics_markdown(metrics: Mapping[str, float], title: str = "Test metrics") 
     headline = [k for k in ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean",
                             "mae_arousal", "mae_valence") if k in metrics]
     rest = sorted(k for k in metrics if k not in headline)
-    lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
-    for key in headline + rest:
-        value = metrics[key]
-        lines.append(f"| {key} | {int(value) if key == 'n' else f'{value:.4f}'} |")
-    return "\n".join(lines) + "\n"
+    rows = [{"metric": key, "value": int(metrics[key]) if key == "n" else float(metrics[key])}
+            for key in headline + rest]
+    return f"### {title}\n\n" + markdown_table(rows, ["metric", "value"], float_format=".4f") + "\n"
+
+
+@dataclass
+class RunReport:
+    """The files that describe one run, drawn once: MLflow logs them and Prefect shows them."""
+
+    plots: dict[str, Path] = field(default_factory=dict)    # name -> PNG ("confusion_matrix", "training_curves")
+    tables: dict[str, Path] = field(default_factory=dict)   # file name -> Markdown file
+
+
+def training_report(history: Mapping[str, Sequence[float]], metrics: Mapping[str, float],
+                    confusion: np.ndarray | None, classes: Sequence[str], folder: Path,
+                    tables: Mapping[str, str] | None = None, title: str = "Test metrics") -> RunReport:
+    """Training curves, the confusion matrix (for an emotion head), the metric table and ``tables``
+    (file name -> Markdown) written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = RunReport()
+    report.plots["training_curves"] = training_curves_png(history, folder / "training_curves.png")
+    if confusion is not None:
+        report.plots["confusion_matrix"] = confusion_matrix_png(confusion, classes, folder / "confusion_matrix.png")
+    for name, text in {"test_metrics.md": metrics_markdown(metrics, title), **(tables or {})}.items():
+        (folder / name).write_text(text)
+        report.tables[name] = folder / name
+    return report

@@ -17,15 +17,11 @@ different input space.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import keras
 import numpy as np
 
+from affectflow.arrays import Arrays
 from affectflow.model import AUDIO_INPUTS, sound_frames
-
-if TYPE_CHECKING:  # training imports this module
-    from affectflow.training import Arrays
 
 Statistics = dict[str, tuple[np.ndarray, np.ndarray]]  # input name -> (mean, std) per feature
 

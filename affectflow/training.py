@@ -2,100 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
+from affectflow.arrays import Arrays, concatenate
 from affectflow.backbone import load_backbone
 from affectflow.config import TrainConfig
-from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
-from affectflow.labels import AFFECT_DIMENSIONS
-from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, build_model, compile_model
+from affectflow.model import EMOTION_OUTPUT, build_model, compile_model
+from affectflow.runtime import gpus
 from affectflow.speakers import align_speakers, aligned_for, audio_statistics
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-# Everything a record offers: frames, face (features, crops, mask), MFCC with deltas and log-mel, masks.
-TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
-
-
-# Each modality's presence input and the inputs that carry it.
-MODALITIES: dict[str, tuple[str, ...]] = {
-    "video": ("video_mask", "frames", "backbone"),
-    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS),
-    "face": ("face_mask", "face", "face_crops"),
-}
-
-
-@dataclass
-class Arrays:
-    """Model inputs and targets for a set of clips (frames stay uint8 until the model)."""
-
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray          # class index per clip
-    affect: np.ndarray          # (n, 2) [arousal, valence]
-    speakers: np.ndarray | None = None  # speaker per clip, for speaker normalisation and group metrics
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def targets(self, output_names: Sequence[str]) -> dict[str, np.ndarray]:
-        available = {EMOTION_OUTPUT: self.labels, AFFECT_OUTPUT: self.affect}
-        return {name: available[name] for name in output_names}
-
-    def replace(self, **changes) -> Arrays:
-        return dataclasses.replace(self, **changes)
-
-    def subset(self, index: np.ndarray) -> Arrays:
-        """The clips at positions ``index`` (or a boolean mask)."""
-        return Arrays({k: v[index] for k, v in self.inputs.items()}, self.labels[index], self.affect[index],
-                      None if self.speakers is None else self.speakers[index])
-
-    def modalities(self) -> list[str]:
-        """The modalities these arrays have inputs for, whether or not any clip carries them."""
-        return [name for name, (mask, *_) in MODALITIES.items() if mask in self.inputs]
-
-    def present(self) -> list[str]:
-        """The modalities that at least one clip carries (mask > 0)."""
-        return [m for m in self.modalities() if self.inputs[MODALITIES[m][0]].any()]
-
-    def only(self, modalities: Sequence[str]) -> Arrays:
-        """A copy without the inputs of other modalities: a model built on it has no encoder for them."""
-        kept = {name for m in modalities for name in MODALITIES[m]}
-        dropped = {name for m in self.modalities() if m not in modalities for name in MODALITIES[m]}
-        return self.replace(inputs={k: v for k, v in self.inputs.items() if k in kept or k not in dropped})
-
-    def masked(self, modality: str) -> Arrays:
-        """A copy with one modality hidden (``video``, ``audio`` or ``face``): for ablations."""
-        mask = MODALITIES[modality][0]
-        return self.replace(inputs={**self.inputs, mask: np.zeros_like(self.inputs[mask])})
-
-
-def concatenate(parts: Sequence[Arrays]) -> Arrays:
-    """The clips of several sets, in order (they must have the same inputs)."""
-    speakers = None if any(p.speakers is None for p in parts) else np.concatenate([p.speakers for p in parts])
-    return Arrays({k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs},
-                  np.concatenate([p.labels for p in parts]), np.concatenate([p.affect for p in parts]), speakers)
-
-
-def load_arrays(frame: pd.DataFrame, classes: Sequence[str]) -> Arrays:
-    """Stack the cached records named in ``frame.record`` with the frame's labels and speakers."""
-    index = {c: i for i, c in enumerate(classes)}
-    records = [load_features(Path(p)) for p in frame["record"]]
-    affect = frame[list(AFFECT_DIMENSIONS)].astype("float32").to_numpy()
-    # Backbone embeddings only where the records have them: an empty (0,) input must not reach the model.
-    names = (*TRAINING_INPUTS, "backbone") if records and records[0].backbone.size else TRAINING_INPUTS
-    return Arrays(stack_inputs(records, names), frame["emotion"].map(index).to_numpy(np.int64), affect,
-                  frame["speaker"].astype(str).to_numpy())
-
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``n / (k * count_c)`` per class (scikit-learn's "balanced"): every class weighs the same in total.
@@ -127,11 +51,11 @@ def input_pipeline(arrays: Arrays, output_names: Sequence[str], batch_size: int,
 
 def _strategy() -> tf.distribute.Strategy:
     """Mixed precision and (multi-)GPU distribution only where GPUs exist; the default strategy on CPU."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
+    found = gpus()
+    if not found:
         return tf.distribute.get_strategy()
     keras.mixed_precision.set_global_policy("mixed_float16")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.MirroredStrategy() if len(found) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")
 
 
 class _EpochProgress(keras.callbacks.Callback):

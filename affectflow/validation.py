@@ -25,8 +25,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pandas as pd
 
+from affectflow.errors import UserError
 from affectflow.labels import LABELS_FILENAME, REQUIRED_COLUMNS
 from affectflow.media import MediaError, probe
+from affectflow.tables import markdown_table
 from expectations import suite_dict
 
 SUITE_NAME = "labels"
@@ -41,7 +43,7 @@ REPORT_JSON = "report.json"
 _GX_LOCK = threading.Lock()
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserError, ValueError):
     """labels.csv is missing, empty, not UTF-8 or not parsable as CSV."""
 
 
@@ -84,9 +86,12 @@ class ValidationReport:
                  f"- rows: {self.n_rows} (rows below are 0-based data rows; the header is not counted)",
                  f"- suite: expectations/{self.suite}.json", ""]
         if self.failures:
-            lines += ["| row | column | value | reason | expectation |", "|---|---|---|---|---|"]
-            lines += [f"| {'file' if f.row is None else f.row} | {_cell(f.column)} | {_cell(f.value)} | "
-                      f"{_cell(f.reason)} | {f.expectation} |" for f in self.failures]
+            # values verbatim (a float out of range must not be rounded into range); None is an empty cell
+            rows = [{"row": "file" if f.row is None else f.row, "column": f.column,
+                     "value": None if f.value is None else str(f.value), "reason": f.reason,
+                     "expectation": f.expectation} for f in self.failures]
+            columns = ["row", "column", "value", "reason", "expectation"]
+            lines.append(markdown_table(rows, columns, missing=""))
         else:
             lines.append("Every check passed.")
         return "\n".join(lines) + "\n"
@@ -99,10 +104,6 @@ class ValidationReport:
         markdown = folder / REPORT_MD
         markdown.write_text(self.to_markdown(), encoding="utf-8")
         return markdown
-
-
-def _cell(value: object) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def read_labels(batch_dir: Path) -> pd.DataFrame:

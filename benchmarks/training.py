@@ -38,11 +38,12 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
+from affectflow.arrays import TRAINING_INPUTS, Arrays, load_arrays  # noqa: E402
 from affectflow.cache import preprocess_clips  # noqa: E402
 from affectflow.config import PreprocessConfig, TrainConfig  # noqa: E402
-from affectflow.experiment import choose_classes, labelled_frame  # noqa: E402
 from affectflow.features import extract_features, stack_inputs, warm_up  # noqa: E402
-from affectflow.training import TRAINING_INPUTS, Arrays, input_pipeline, load_arrays, prepare  # noqa: E402
+from affectflow.labels import choose_classes, labelled_frame  # noqa: E402
+from affectflow.training import input_pipeline, prepare  # noqa: E402
 
 EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,21 +1,20 @@
-"""The whole pipeline: ingest the inbox, then train every dataset that received new clips."""
+"""The whole pipeline: ingest the inbox, then train the dataset (new clips or not)."""
 
 from __future__ import annotations
 
 from prefect import flow
 
-from affectflow.config import activate_home
+from affectflow.config import TrainConfig, activate_home
 from flows.ingest import ingest_flow
 from flows.train import train_flow
 
 
 @flow(name="affectflow-pipeline", log_prints=True)
-def pipeline_flow(dataset: str = "synthetic", task: str = "multitask", epochs: int = 40,
-                  home: str | None = None) -> dict:
+def pipeline_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), home: str | None = None) -> dict:
     """Ingest, then train ``dataset`` (also when nothing new arrived: features come from the cache)."""
     paths = activate_home(home)
     batches = ingest_flow(str(paths.home))
-    summary = train_flow(dataset=dataset, task=task, epochs=epochs, home=str(paths.home))
+    summary = train_flow(dataset=dataset, training=training, home=str(paths.home))
     return {"batches": batches, **summary}
 
 

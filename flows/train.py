@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from prefect import flow
 
-from affectflow.config import PreprocessConfig, TrainConfig, activate_home, with_backbone
+from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
 from affectflow.ingest import dataset_version
-from affectflow.registry import CHAMPION
+from affectflow.registry import champion_uri
 from tasks.package import champion_bento
 from tasks.preprocess import feature_records
 from tasks.promote import champion_decision
@@ -16,31 +14,29 @@ from tasks.train import registered_model
 
 
 @flow(name="affectflow-train", log_prints=True)
-def train_flow(dataset: str = "synthetic", task: str = "multitask", epochs: int = 40,
-               classes: list[str] | None = None, seed: int = 13, refit: bool = False,
-               home: str | None = None, backbone: str | None = None, finetune_backbone: bool = False) -> dict:
+def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
+               face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
+               home: str | None = None) -> dict:
     """Train on the curated ``dataset`` and, if the new model beats the champion, package it.
 
-    ``refit``: after early stopping, refit on training and validation speakers for the best epoch
-    count (more data for the final model; its validation metrics are then not reported).
-    ``backbone``: a pre-trained video backbone (``.keras`` file or SavedModel folder) whose cached
-    embeddings the model takes; ``finetune_backbone`` trains it inside the model instead (``.keras`` only).
+    ``training``: every model and optimisation setting (``TrainConfig``; the same names as the options of
+    ``affectflow train``). ``classes``: train on these emotions only (the others are dropped and counted).
+    ``face_backend`` and ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder)
+    choose the preprocessing. ``package``: build a Bento of a new champion (off only where nothing serves).
     """
     paths = activate_home(home)
-    config = replace(TrainConfig(), task=task, epochs=epochs, seed=seed, refit=refit,
-                     finetune_backbone=finetune_backbone)
-    preprocess = with_backbone(PreprocessConfig(), backbone, full_frames=finetune_backbone)
+    preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
     version = dataset_version(dataset, paths)
     frame = feature_records(dataset, str(paths.home), preprocess)
-    experiment, registered = registered_model(frame, dataset, version, str(paths.home), preprocess, config,
+    experiment, registered = registered_model(frame, dataset, version, str(paths.home), preprocess, training,
                                               classes)
     decision = champion_decision(registered, experiment, str(paths.home))
-    bento = champion_bento(registered.name, str(paths.home)) if decision.promoted else None
+    bento = champion_bento(dataset, str(paths.home)) if decision.promoted and package else None
     return {
         "dataset": dataset,
         "dataset_version": version,
         "registered": registered.uri,
-        "model_uri": f"models:/{registered.name}@{CHAMPION}",
+        "model_uri": champion_uri(dataset),
         "promoted": decision.promoted,
         "promotion_reason": decision.reason,
         "metrics": experiment.result.metrics,

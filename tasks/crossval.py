@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-import mlflow
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from affectflow.config import TrainConfig, get_paths
 from affectflow.crossval import CrossValidation, cross_validate, write_report
-from affectflow.registry import configure, model_name
+from affectflow.registry import configure, log_crossval, model_name
 from tasks.artifacts import markdown_with_image
 
 
@@ -29,12 +28,7 @@ def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, hom
     folder = paths.reports / f"crossval-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = write_report(cv, folder)
     configure(paths, experiment=f"{model_name(dataset)}-crossval")
-    with mlflow.start_run(run_name=f"{dataset}-{config.task}-cv{k}"):
-        mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": config.task})
-        mlflow.log_params({**config.to_dict(), "k": k, "classes": ",".join(cv.classes),
-                           "dataset_version": dataset_version})
-        mlflow.log_metrics(cv.flat_metrics())
-        mlflow.log_artifacts(str(folder), "crossval")
+    log_crossval(cv, dataset, dataset_version, folder)
     if "confusion" in files:
         markdown_with_image("crossval-confusion-matrix", f"{dataset}: pooled held-out predictions, {k} folds",
                             files["confusion"], cv.markdown())

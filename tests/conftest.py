@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test when that folder is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path} (needs ../shared/data beside the repo)")
-    return path
+# One numba cache for every test home and server the session starts (a fresh cache JITs librosa for ~15 s);
+# kept between runs. Set here, it counts as the user's setting, which affectflow homes leave alone.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "numba"))
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +62,11 @@ def make_clip(tmp_path: Path) -> MakeClip:
         return out
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """Tiny pre-trained backbones in every format a user may give (``support.export_backbones``)."""
+    from support import export_backbones
+
+    return export_backbones(tmp_path_factory.mktemp("backbones"))

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from affectflow.config import PreprocessConfig
+from affectflow.errors import UserError
 from affectflow.faces.columns import FACE_COLUMNS
 from affectflow.faces.model_inputs import FACE_FEATURES, face_inputs
 from affectflow.faces.table import blank_table, to_dataframe
@@ -34,7 +35,7 @@ __all__ = ["BACKENDS", "FACE_COLUMNS", "FACE_FEATURES", "FaceBackend", "FaceBack
            "analyse_faces", "blank_faces", "check_backend", "get_backend", "to_dataframe"]
 
 
-class FaceBackendError(RuntimeError):
+class FaceBackendError(UserError, RuntimeError):
     """A face backend that cannot run here (unknown name, OpenFace missing): a configuration error."""
 
 

@@ -1,0 +1,393 @@
+"""``affectflow``: one command over the pipeline stages, for people and for the Makefile.
+
+Progress goes to stderr; commands that produce a result print it as JSON on the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing, settings_file
+from affectflow.errors import UserError
+
+DEMO_DATASET = "synthetic"
+DESCRIPTION = "affectflow: audio-visual emotion recognition from raw video batches to a served, retrainable model."
+EPILOG = """\
+All state lives under AFFECTFLOW_HOME (default ./.affectflow): inbox, quarantine, curated datasets,
+feature cache, MLflow store, BentoML store and Prefect's embedded database.
+
+typical session:
+  affectflow demo                              # synthetic corpus -> ... -> Bento, end to end
+  affectflow synth --out inbox-batch           # write a synthetic batch (media + labels.csv)
+  affectflow datasets import emodb ../shared/data/emodb --out .affectflow/inbox/emodb-1
+  affectflow preprocess clip.mp4 --face-backend landmarks
+  affectflow ingest --inbox DIR                # validate and accept/quarantine every batch in DIR
+  affectflow train --dataset synthetic         # train, register, promote, package
+  affectflow train --dataset emodb --cv 7      # leave-one-speaker-out cross-validation report
+  affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
+  affectflow predict clip.mp4                  # JSON prediction from the champion
+  affectflow serve --port 3000                 # bentoml serve the champion's Bento
+
+Errors you can fix (a bad option value, an unknown dataset, a missing file) are one line on stderr and exit
+status 2; --debug shows the traceback.
+"""
+# Commands that run TensorFlow: it is started quietly first (affectflow.runtime).
+TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess"})
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _emit(result: object) -> None:
+    print(json.dumps(result, default=str), flush=True)
+
+
+def _bar(label: str):
+    """A progress callback ``(done, total)`` drawing one updating line on a terminal; into a log file
+    (no terminal), one line per tenth of the work instead of thousands of redraws."""
+    if not sys.stderr.isatty():
+        def log_line(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+        return log_line
+
+    def update(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr,
+              flush=True)
+    return update
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from affectflow.synth import write_synthetic_batch
+
+    frame = write_synthetic_batch(Path(args.out), clips=args.clips, speakers=args.speakers, seed=args.seed,
+                                  progress=_bar("synthesising"))
+    _emit({"out": str(Path(args.out).resolve()), "clips": len(frame), "speakers": frame["speaker"].nunique(),
+           "emotions": sorted(frame["emotion"].unique())})
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from flows.ingest import ingest_flow
+
+    results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None)
+    for result in results:
+        _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
+             + (f" report: {result['report']}" if result["status"] == "quarantined" else ""))
+    _emit(results)
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> None:
+    from affectflow.datasets import ADAPTERS
+
+    for adapter in ADAPTERS.values():
+        options = ", ".join(f"--{name.replace('_', '-')}" for name in adapter.options) or "no options"
+        _say(f"{adapter.name:10s} {adapter.description} ({options})")
+    _emit(sorted(ADAPTERS))
+
+
+def cmd_datasets_import(args: argparse.Namespace) -> None:
+    from affectflow.datasets import ADAPTERS, import_dataset
+
+    options = {name: getattr(args, name) for adapter in ADAPTERS.values() for name in adapter.options}
+    frame = import_dataset(args.adapter, Path(args.source), Path(args.out), link=args.link, dataset=args.dataset,
+                           progress=_bar("importing"), **options)
+    skipped = frame.attrs.get("import", {}).get("skipped", {})
+    _emit({"out": str(Path(args.out).resolve()), "clips": len(frame), "speakers": frame["speaker"].nunique(),
+           "emotions": frame["emotion"].value_counts().to_dict(), "skipped": skipped})
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from affectflow.cache import preprocess_paths
+
+    cfg = preprocessing(args.face_backend, args.backbone)
+    failed = 0
+    for line in preprocess_paths(args.paths, cfg, workers=args.workers, inspect_dir=args.inspect):
+        failed += int(not line.get("summary") and not line["ok"])
+        _emit(line)
+    if failed:
+        raise SystemExit(1)
+
+
+def _summary_json(summary: dict) -> dict:
+    keys = ("dataset", "dataset_version", "model_uri", "registered", "promoted", "bento")
+    return {**{k: summary.get(k) for k in keys}, **{k: summary["metrics"].get(k) for k in
+            ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence")}, "metrics": summary["metrics"]}
+
+
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the ``--config`` file, then the options given: the later wins."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    return TrainConfig.from_mapping({"refit": bool(args.cv), **(settings_file(args.config) if args.config else {}),
+                                     **given})
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from affectflow.ingest import dataset_version
+
+    training = training_config(args)
+    dataset_version(args.dataset, activate_home(args.home))  # an unknown dataset: one line, before any flow run
+    common = {"dataset": args.dataset, "training": training, "home": args.home,
+              "classes": args.classes.split(",") if args.classes else None, "face_backend": args.face_backend,
+              "backbone": args.backbone}
+    if args.cv:
+        from flows.crossval import crossval_flow
+
+        result = crossval_flow(k=args.cv, **common)
+        _say(Path(result["report"], "crossval.md").read_text())
+        _emit(result)
+        return
+    from flows.train import train_flow
+
+    _emit(_summary_json(train_flow(**common)))
+
+
+def _metric_lines(metrics: dict[str, float]) -> str:
+    """``name value`` per line, three decimals: the metrics as a person reads them."""
+    return "\n".join(f"  {name:22s} {value:.3f}" for name, value in metrics.items())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from affectflow.breakdown import break_down
+    from affectflow.evaluation import batch_arrays
+    from affectflow.groups import missing_groups
+    from affectflow.registry import configure, load_predictor
+
+    paths = activate_home(args.home)
+    configure(paths)
+    predictor = load_predictor(args.model)
+    align = predictor.card.speaker_norm if args.align_speakers is None else args.align_speakers
+    frame, arrays, problems = batch_arrays(predictor, Path(args.data).resolve(), paths, align_speakers=align)
+    for problem in problems:
+        _say(f"skipped {problem}")
+    groups = [g for g in args.by.split(",") if g] if args.by else []
+    found = break_down(predictor.model, frame, arrays, predictor.card.classes, groups, ablation=args.ablate)
+    metrics = found.metrics
+    _say(f"{args.model} on {len(frame)} clips of {args.data}"
+         f" (speakers {'aligned' if align else 'not aligned'}):\n{_metric_lines(metrics)}")
+    for column in missing_groups(found.predictions, groups):
+        _say(f"note: the batch has no '{column}' column; no metrics by {column}")
+    for table in found.markdown("Batch").values():
+        _say(table)
+    result: dict = {**metrics, "n": int(metrics["n"]), "skipped": len(problems), "model": args.model,
+                    "speakers_aligned": align}
+    if found.groups is not None:
+        result["groups"] = found.groups.to_dict("records")
+    if found.ablation is not None:
+        result["ablation"] = found.ablation.to_dict("records")
+    _emit(result)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from affectflow.registry import champion_uri, configure, load_predictor
+
+    configure(activate_home(args.home))
+    predictor = load_predictor(args.model or champion_uri(args.dataset))
+    _emit({"clip": args.clip, **predictor.predict_clip(args.clip)})
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from affectflow.packaging import SERVICE_NAME, serve_command
+
+    activate_home(args.home)
+    command = serve_command(args.bento or f"{SERVICE_NAME}:latest", args.port)
+    _say(f"$ {shlex.join(command)}")
+    raise SystemExit(subprocess.call(command))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from affectflow.ingest import list_datasets
+    from affectflow.synth import write_synthetic_batch
+    from flows.pipeline import pipeline_flow
+
+    paths = activate_home(args.home)
+    started = time.perf_counter()
+    if DEMO_DATASET not in list_datasets(paths):
+        batch = paths.inbox / f"synthetic-seed{args.seed}"
+        _say(f"writing the built-in synthetic corpus to {batch}")
+        write_synthetic_batch(batch, clips=args.clips, speakers=args.speakers, seed=args.seed,
+                              progress=_bar("synthesising"))
+    summary = pipeline_flow(dataset=DEMO_DATASET, training=TrainConfig(epochs=args.epochs), home=str(paths.home))
+    elapsed = time.perf_counter() - started
+    metrics = summary["metrics"]
+    lines = [
+        "", f"affectflow demo: done in {elapsed:.0f} s",
+        f"  dataset          {DEMO_DATASET} version {summary['dataset_version']}",
+        f"  test split       {int(metrics['n'])} clips from speakers never seen in training",
+        f"  test metrics     UAR {metrics['uar']:.3f}  WAR {metrics['war']:.3f}  macro-F1 {metrics['macro_f1']:.3f}"
+        f"  CCC arousal {metrics['ccc_arousal']:.3f}  CCC valence {metrics['ccc_valence']:.3f}",
+        f"  registered       {summary['registered']}",
+        f"  champion         {summary['model_uri']} ({summary['promotion_reason']})",
+        f"  bento            {summary['bento'] or 'unchanged (champion kept)'}",
+        "", "next:",
+        "  affectflow serve --port 3000          # then: curl -F video=@clip.mp4 http://127.0.0.1:3000/predict",
+        f"  mlflow ui --backend-store-uri sqlite:///{paths.mlflow_db}",
+        f"  PREFECT_HOME={paths.prefect_home} prefect server start   # runs, logs and artifacts",
+    ]
+    _say("\n".join(lines))
+    _emit(_summary_json(summary) | {"seconds": round(elapsed, 1)})
+
+
+def _add_adapter_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per adapter option (shared names share one parser); adapters check their own choices."""
+    from affectflow.datasets import ADAPTERS
+
+    seen: set[str] = set()
+    for adapter in ADAPTERS.values():
+        for name, option in adapter.options.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            flag = f"--{name.replace('_', '-')}"
+            if option.flag:
+                parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=option.help)
+            else:
+                parser.add_argument(flag, dest=name, type=option.parse, default=None, help=option.help)
+
+
+def _add_preprocessing_options(parser: argparse.ArgumentParser, backbone_help: str) -> None:
+    """``--face-backend`` and ``--backbone``: the choices ``config.preprocessing`` takes, for preprocess and train."""
+    parser.add_argument("--face-backend", default="landmarks", choices=typing.get_args(FaceBackendName),
+                        help="landmarks: built-in dlib 68 points (default); openface: the FeatureExtraction binary "
+                             "($AFFECTFLOW_OPENFACE_BIN); none: no face features")
+    parser.add_argument("--backbone", metavar="MODEL_PATH", help=backbone_help)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ``TrainConfig`` field, named like the field (``--learning-rate`` for ``learning_rate``,
+    the key in a ``--config`` file and in the flows' ``training`` parameter)."""
+    group = parser.add_argument_group("training settings (keys of a --config file; the train flow's 'training')")
+    group.add_argument("--config", metavar="FILE", help="TOML or JSON file of training settings; options win over it")
+    types = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag, default = f"--{field.name.replace('_', '-')}", field.default
+        text = f"{field.metadata['help']} (default {default})"
+        if field.name == "refit":
+            text = f"{field.metadata['help']} (default: on with --cv, off otherwise)"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typing.get_args(types[field.name]):  # a Literal: its values are the choices
+            group.add_argument(flag, dest=field.name, choices=typing.get_args(types[field.name]), default=None,
+                               help=text)
+        else:
+            group.add_argument(flag, dest=field.name, type=type(default), default=None,
+                               metavar=type(default).__name__.upper(), help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="affectflow", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", help="state folder (default: $AFFECTFLOW_HOME or ./.affectflow)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline end to end on the built-in synthetic corpus")
+    demo.add_argument("--clips", type=int, default=360, help="synthetic clips to generate (default 360)")
+    demo.add_argument("--speakers", type=int, default=12, help="synthetic speakers (default 12)")
+    demo.add_argument("--epochs", type=int, default=40, help="maximum epochs; early stopping (default 40)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
+    demo.set_defaults(func=cmd_demo)
+
+    synth = sub.add_parser("synth", help="write a synthetic audio-visual batch (clips + labels.csv)")
+    synth.add_argument("--out", required=True, help="batch folder to create")
+    synth.add_argument("--clips", type=int, default=240, help="number of clips (default 240)")
+    synth.add_argument("--speakers", type=int, default=8, help="number of speakers (default 8)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.set_defaults(func=cmd_synth)
+
+    datasets = sub.add_parser("datasets", help="corpus adapters: list them, import a corpus as a batch")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    datasets_sub.add_parser("list", help="the adapters and their options").set_defaults(func=cmd_datasets_list)
+    importer = datasets_sub.add_parser(
+        "import", help="write a batch (media + labels.csv) from a corpus's native layout",
+        description="Media are copied (or hard-linked with --link), never moved or modified. Options not "
+                    "taken by the chosen adapter are rejected. Layouts and label mappings: docs/datasets.md.")
+    importer.add_argument("adapter", help="crema-d, enterface, mafw, ravdess, emodb or csv")
+    importer.add_argument("source", help="the corpus folder in its native layout")
+    importer.add_argument("--out", required=True, help="batch folder to create, e.g. .affectflow/inbox/crema-d-1")
+    importer.add_argument("--link", action="store_true", help="hard-link media instead of copying")
+    importer.add_argument("--dataset", help="dataset name in the store (default: the adapter name)")
+    _add_adapter_options(importer)
+    importer.set_defaults(func=cmd_datasets_import)
+
+    preprocess = sub.add_parser("preprocess", help="fill the feature cache for clips or batch folders (JSON lines)")
+    preprocess.add_argument("paths", nargs="+", metavar="PATH", help="clips or folders of clips")
+    _add_preprocessing_options(preprocess, "pre-trained video backbone (.keras file or SavedModel folder): cache its "
+                                           "embeddings")
+    preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    preprocess.add_argument("--inspect", metavar="DIR", help="also write an MFCC image and an AU overlay video per clip")
+    preprocess.set_defaults(func=cmd_preprocess)
+
+    ingest = sub.add_parser("ingest", help="validate inbox batches; accept into the store or quarantine")
+    ingest.add_argument("--inbox", help="folder of batches (default: <home>/inbox)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    train = sub.add_parser("train", help="train on a curated dataset, register in MLflow, promote, package")
+    train.add_argument("--dataset", required=True, help="curated dataset name (see the ingest output)")
+    train.add_argument("--classes", help="comma-separated class list; other clips are dropped and counted")
+    train.add_argument("--cv", type=int, metavar="K",
+                       help="instead of training one model: K-fold speaker-independent cross-validation (every "
+                            "speaker tested once); prints mean ± std per metric, writes a report, registers nothing")
+    _add_preprocessing_options(train, "pre-trained video backbone (.keras file or SavedModel folder), frozen: its "
+                                      "embeddings are computed once and cached (see docs/model.md); "
+                                      "--finetune-backbone trains it inside the model")
+    _add_training_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="metrics of a model on a labelled batch folder (JSON), by group and per modality",
+        description="Scores every usable clip of the batch (clips that cannot be decoded are listed and skipped).")
+    evaluate.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/affectflow-synthetic@champion")
+    evaluate.add_argument("--data", required=True, help="batch folder with labels.csv and media")
+    evaluate.add_argument("--by", metavar="COLUMNS",
+                          help="also report metrics per value of these labels.csv columns, e.g. speaker,sex,age_band "
+                               "(age_band is derived from an age column)")
+    evaluate.add_argument("--ablate", action="store_true",
+                          help="also score the model with each modality hidden (audio only, video only, ...)")
+    evaluate.add_argument("--align-speakers", action=argparse.BooleanOptionalAction, default=None,
+                          help="normalise each speaker's audio with their own clips first (default: as the model "
+                               "was trained, i.e. on for models trained with speaker normalisation)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict emotion and [arousal, valence] for one clip")
+    predict.add_argument("clip", help="video (or audio) file")
+    predict.add_argument("--model", help="MLflow model URI (default: the dataset's champion)")
+    predict.add_argument("--dataset", default=DEMO_DATASET, help="whose champion to use (default synthetic)")
+    predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve the champion's Bento over HTTP (bentoml serve)")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--bento", help="Bento tag (default: the latest affectflow Bento)")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        activate_home(args.home)
+        if args.command in TENSORFLOW_COMMANDS:
+            from affectflow.runtime import gpus
+
+            gpus()
+        args.func(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        _say(f"error: {err}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""End to end under Prefect's test harness: synthetic batch -> ingest -> features -> train -> MLflow
+-> champion -> Bento; then the CLI evaluates the champion on speakers it never saw."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+
+from affectflow.config import TrainConfig, activate_home
+from affectflow.registry import configure
+from affectflow.synth import SYNTH_EMOTIONS, write_synthetic_batch
+
+pytestmark = pytest.mark.slow
+
+CHANCE = 1 / len(SYNTH_EMOTIONS)
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def run_cli(*args: str, home) -> dict:
+    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home)}
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
+    from flows.pipeline import pipeline_flow
+    from flows.train import train_flow
+
+    activate_home(home.home)
+    write_synthetic_batch(home.inbox / "batch-a", clips=216, speakers=9, seed=1, seconds=1.0)
+    (home.inbox / "broken").mkdir()
+    (home.inbox / "broken" / "labels.csv").write_text("path,dataset,speaker,emotion\nclip.mp4,synthetic,x,joy\n")
+
+    summary = pipeline_flow(home=str(home.home), training=TrainConfig(epochs=30))
+
+    statuses = {b["batch"]: b["status"] for b in summary["batches"]}
+    assert statuses == {"batch-a": "accepted", "broken": "quarantined"}
+    assert (home.quarantine / "broken" / "report.md").is_file()
+    assert summary["dataset_version"].startswith("v-")
+    metrics = summary["metrics"]
+    assert metrics["n"] == 72  # three held-out speakers x 24 clips: every test clip evaluated
+    assert metrics["uar"] > 2 * CHANCE, metrics  # learning happened, on speakers never seen in training
+    assert metrics["ccc_arousal"] > 0.2 and metrics["ccc_valence"] > 0.2, metrics
+    assert summary["promoted"] and summary["bento"].startswith("affectflow:")
+
+    with get_client(sync_client=True) as prefect:  # read_artifacts() sends nulls this server rejects
+        response = prefect.request("POST", "/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"})
+        keys = {artifact["key"] for artifact in response.json()}
+    assert {"ingest-results", "quarantine-report", "training-curves", "test-confusion-matrix",
+            "champion-decision", "test-by-group", "test-ablation"} <= keys
+
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("affectflow-synthetic", "champion")
+    assert summary["registered"] == f"models:/affectflow-synthetic/{version.version}"
+    assert client.get_run(version.run_id).data.tags["dataset_version"] == summary["dataset_version"]
+
+    # Nothing new: the second run reuses every cached feature record and registers a second version.
+    records = sorted(home.features.rglob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in records]
+    again = train_flow(home=str(home.home), training=TrainConfig(epochs=30), package=False)
+    assert again["registered"].endswith("/2")
+    assert sorted(home.features.rglob("*.npz")) == records
+    assert [p.stat().st_mtime_ns for p in records] == stamps
+
+    # The CLI: evaluate the champion on a batch of speakers it never saw, and predict one clip.
+    unseen = write_synthetic_batch(tmp_path / "unseen", clips=36, speakers=3, seed=77, seconds=1.0)
+    result = run_cli("evaluate", "--model", "models:/affectflow-synthetic@champion", "--data",
+                     str(tmp_path / "unseen"), "--by", "speaker,sex", "--ablate", home=home)
+    assert result["n"] == len(unseen)
+    assert {"uar", "war", "macro_f1", "ccc_arousal", "ccc_valence"} <= set(result)
+    assert result["uar"] > CHANCE
+    assert result["speakers_aligned"]  # the model was trained with speaker normalisation
+    by_speaker = {row["value"]: row["n"] for row in result["groups"] if row["group"] == "speaker"}
+    assert by_speaker == unseen["speaker"].astype(str).value_counts().to_dict()  # no sex column: skipped
+    views = {row["view"]: row for row in result["ablation"]}
+    assert {"all", "video only", "audio only"} <= set(views)
+    assert views["all"]["n"] == len(unseen)
+    prediction = run_cli("predict", str(tmp_path / "unseen" / unseen["path"][0]), home=home)
+    assert prediction["emotion"] in SYNTH_EMOTIONS
+    assert -1 <= prediction["arousal"] <= 1 and -1 <= prediction["valence"] <= 1
+
+
+def test_cross_validation_from_the_cli(home, tmp_path):
+    """``train --cv K``: every speaker tested once, mean ± std per metric, a report on disk and in MLflow,
+    nothing registered."""
+    write_synthetic_batch(home.inbox / "batch-a", clips=72, speakers=6, seed=2, seconds=1.0)
+    run_cli("ingest", home=home)
+    result = run_cli("train", "--dataset", "synthetic", "--cv", "3", "--epochs", "3", "--seed", "5", home=home)
+    assert result["k"] == 3
+    assert result["summary"]["uar"]["folds"] == 3 and result["summary"]["uar"]["std"] >= 0
+    assert result["pooled"]["n"] == 72  # every clip predicted once, by a model that never saw its speaker
+    report = Path(result["report"])
+    assert {"crossval.json", "crossval.md", "predictions.csv", "confusion_matrix.png"} <= {p.name for p in report.iterdir()}
+    configure(activate_home(home.home))
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("affectflow-synthetic-crossval").experiment_id])[0]
+    assert run.data.metrics["cv_uar_mean"] == pytest.approx(result["summary"]["uar"]["mean"])
+    assert run.data.params["k"] == "3" and run.data.params["refit"] == "True"
+    assert client.search_registered_models() == []

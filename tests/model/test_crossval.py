@@ -1,0 +1,105 @@
+"""Speaker-independent k-fold cross-validation on toy arrays: folds, validation speakers, pooled metrics."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affectflow.arrays import Arrays
+from affectflow.config import TrainConfig
+from affectflow.crossval import FOLD, cross_validate, val_speakers, write_report
+
+CLASSES = ("anger", "happiness", "sadness")
+STEPS, N_MFCC = 12, 40
+CONFIG = replace(TrainConfig(), task="multitask", epochs=15, hidden_units=16, batch_size=8, patience=3,
+                 audio_encoder="stats")
+
+
+def toy_corpus(speakers: int = 6, per_speaker: int = 12, seed: int = 0) -> tuple[pd.DataFrame, Arrays]:
+    """Audio-only clips whose MFCC mean follows the class, shifted by a per-speaker offset (a voice)."""
+    rng = np.random.default_rng(seed)
+    rows, mfcc = [], []
+    for s in range(speakers):
+        voice = rng.normal(scale=2.0, size=N_MFCC)
+        for i in range(per_speaker):
+            label = i % len(CLASSES)
+            rows.append({"speaker": f"s{s}", "emotion": CLASSES[label], "record": f"s{s}-{i}.npz"})
+            mfcc.append(rng.normal(size=(STEPS, N_MFCC)) + voice + 1.5 * label)
+    frame = pd.DataFrame(rows)
+    labels = frame["emotion"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    affect = np.stack([labels - 1.0, 1.0 - labels], axis=1).astype("float32") * 0.5
+    inputs = {"mfcc": np.asarray(mfcc, "float32"), "audio_mask": np.ones((len(frame), 1), "float32")}
+    return frame, Arrays(inputs, labels, affect, frame["speaker"].to_numpy())
+
+
+@pytest.fixture(scope="module")
+def result():
+    frame, arrays = toy_corpus()
+    return cross_validate(frame, CONFIG, k=2, arrays=arrays, progress=lambda _: None)
+
+
+def test_every_clip_is_predicted_once_by_a_model_that_never_saw_its_speaker(result):
+    frame, _ = toy_corpus()
+    assert len(result.predictions) == len(frame)
+    assert sorted(result.predictions["record"]) == sorted(frame["record"])
+    tested = [set(f.test_speakers) for f in result.folds]
+    assert set.union(*tested) == set(frame["speaker"]) and sum(map(len, tested)) == frame["speaker"].nunique()
+    for fold in result.folds:
+        assert not set(fold.val_speakers) & set(fold.test_speakers)
+        assert fold.n_train + fold.n_val + fold.n_test == len(frame)
+        rows = result.predictions[result.predictions[FOLD] == fold.index]
+        assert set(rows["speaker"]) == set(fold.test_speakers)
+
+
+def test_summary_reports_mean_and_std_per_metric_and_pooled_per_class_recall(result):
+    summary = result.summary()
+    uars = [f.metrics["uar"] for f in result.folds]
+    assert summary["uar"]["mean"] == pytest.approx(np.mean(uars))
+    assert summary["uar"]["std"] == pytest.approx(np.std(uars, ddof=1))
+    assert {"war", "macro_f1", "ccc_arousal", "ccc_valence"} <= set(summary)
+    pooled = result.pooled()
+    predictions = result.predictions
+    for name in CLASSES:
+        rows = predictions[predictions["emotion"] == name]
+        assert pooled[f"recall_{name}"] == pytest.approx((rows["predicted"] == name).mean())
+    assert pooled["uar"] > 0.6  # the classes are learnable once each voice is normalised away
+    assert result.confusion().sum() == len(predictions)
+
+
+def test_speaker_normalised_runs_also_score_unaligned_clips(result):
+    assert result.unaligned is not None and len(result.unaligned) == len(result.predictions)
+    frame, arrays = toy_corpus(speakers=3, per_speaker=6)
+    plain = cross_validate(frame, replace(CONFIG, speaker_norm=False, epochs=2), k=3, arrays=arrays,
+                           progress=lambda _: None)
+    assert plain.unaligned is None and "pooled_unaligned" not in plain.to_dict()
+
+
+def test_report_files_are_written_and_json_ready(result, tmp_path):
+    paths = write_report(result, tmp_path / "cv")
+    loaded = json.loads(paths["json"].read_text())
+    assert loaded["k"] == 2 and loaded["summary"]["uar"]["folds"] == 2 and "pooled_unaligned" in loaded
+    assert "mean ± std" in paths["markdown"].read_text()
+    groups = pd.read_csv(paths["groups"])
+    speakers = groups[groups["group"] == "speaker"]
+    assert speakers["n"].sum() == len(result.predictions)  # every held-out clip in its speaker's row
+    assert len(pd.read_csv(paths["predictions"])) == len(result.predictions)
+    assert paths["confusion"].stat().st_size > 0
+    flat = result.flat_metrics()
+    assert flat["cv_uar_mean"] == pytest.approx(result.summary()["uar"]["mean"])
+    assert {"cv_uar_std", "cv_pooled_uar", "cv_pooled_unaligned_uar"} <= set(flat)
+    assert all(isinstance(v, float) for v in flat.values())
+
+
+def test_validation_speakers_come_from_the_training_side_and_leave_some_to_train():
+    speakers = ["a", "b", "c", "d", "e", "a", "b"]
+    chosen = val_speakers(speakers, 0.2, seed=1)
+    assert len(chosen) == 2 and set(chosen) <= set(speakers)  # as many as possible up to half: three train
+    assert chosen == val_speakers(speakers, 0.2, seed=1)
+    assert len(val_speakers(list("abcdef"), 0.2, seed=0)) == 3
+    assert len(val_speakers(list("abcdefghijklmnopqrst"), 0.3, seed=0)) == 6
+    assert len(val_speakers(["a", "b", "c"], 0.2, seed=0)) == 1
+    assert len(val_speakers(["a", "b"], 0.9, seed=0)) == 1
+    with pytest.raises(ValueError, match=">= 2"):
+        val_speakers(["a", "a"], 0.2, seed=0)
