@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AFFECTFLOW_HOME ?= $(CURDIR)/.affectflow
 PORT ?= 3000
+TEST_WORKERS ?= 2
 
-.PHONY: install demo test lint serve up down clean
+.PHONY: install demo check test results lint serve up down clean
 
 install: $(STAMP)
 
@@ -21,8 +22,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/affectflow demo
 
+# The edit loop: lint and the unit tier (no model fit, no server, no subprocess CLI), in under 3 minutes.
+check: $(STAMP) lint
+	$(BIN)/python -m pytest tests/unit -n $(TEST_WORKERS) --durations=10
+
+# Everything CI runs: unit, integration (Prefect, MLflow, BentoML, servers, CLI) and model tiers.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# The README's result tables, measured on this machine (~25 min): benchmarks/results/ and README.md.
+results: $(STAMP)
+	$(BIN)/python benchmarks/results.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -283,6 +283,9 @@ class TrainConfig:
             typed[name] = expected(value)
         return cls(**typed)
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 def settings_file(path: str | os.PathLike[str]) -> dict[str, object]:
     """Training settings from a TOML or JSON file whose keys are ``TrainConfig`` field names (a TOML

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
-from affectflow.config import Paths, TrainConfig, remember_setting
+from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_setting
 from affectflow.crossval import CrossValidation
 from affectflow.errors import UserError
 from affectflow.model import input_names
@@ -74,13 +74,15 @@ def _flat(metrics: Mapping[str, float], prefix: str = "") -> dict[str, float]:
 
 
 @contextmanager
-def _run(name: str, dataset: str, dataset_version: str, task: str, params: Mapping[str, object],
-         report: RunReport | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run tagged with its dataset, version and task, its params logged and the report's files
-    under ``plots/`` and ``reports/``: every run of affectflow (training, cross-validation) starts here."""
+def _run(name: str, dataset: str, dataset_version: str, config: TrainConfig, preprocess: PreprocessConfig,
+         params: Mapping[str, object], report: RunReport | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run tagged with its dataset, version and task, the training and preprocessing settings and
+    ``params`` logged, and the report's files under ``plots/`` and ``reports/``: every run of affectflow
+    (training, cross-validation) starts here."""
     with mlflow.start_run(run_name=name) as run:
-        mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": task})
-        mlflow.log_params({**params, "dataset_version": dataset_version})
+        mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": config.task})
+        mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in preprocess.to_dict().items()},
+                           **params, "dataset_version": dataset_version})
         for path in (report.plots.values() if report else ()):
             mlflow.log_artifact(str(path), "plots")
         for path in (report.tables.values() if report else ()):
@@ -96,9 +98,9 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
     name = model_name(dataset)
     # Only what the model takes: a corpus without faces (say) trains a model without the face inputs.
     sample_inputs = {k: sample_inputs[k] for k in input_names(result.model)}
-    params = {**config.to_dict(), **{f"preprocess_{k}": v for k, v in card.preprocess.to_dict().items()},
-              "classes": ",".join(card.classes), "best_epoch": result.best_epoch, **(extra_params or {})}
-    with (_run(f"{dataset}-{config.task}", dataset, card.dataset_version, config.task, params, report) as run,
+    params = {"classes": ",".join(card.classes), "best_epoch": result.best_epoch, **(extra_params or {})}
+    with (_run(f"{dataset}-{config.task}", dataset, card.dataset_version, config, card.preprocess, params,
+               report) as run,
           tempfile.TemporaryDirectory() as tmp):
         for epoch in range(len(result.history["loss"])):
             mlflow.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
@@ -113,11 +115,12 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
     return RegisteredModel(name, str(info.registered_model_version), run.info.run_id)
 
 
-def log_crossval(cv: CrossValidation, dataset: str, dataset_version: str, folder: Path) -> str:
+def log_crossval(cv: CrossValidation, dataset: str, dataset_version: str, preprocess: PreprocessConfig,
+                 folder: Path) -> str:
     """One MLflow run (experiment ``affectflow-<dataset>-crossval``) with the summary metrics and the
     report folder (``crossval.write_report``); nothing is registered. Returns the run id."""
-    params = {**cv.config.to_dict(), "k": len(cv.folds), "classes": ",".join(cv.classes)}
-    with _run(f"{dataset}-{cv.config.task}-cv{len(cv.folds)}", dataset, dataset_version, cv.config.task,
+    params = {"k": len(cv.folds), "classes": ",".join(cv.classes)}
+    with _run(f"{dataset}-{cv.config.task}-cv{len(cv.folds)}", dataset, dataset_version, cv.config, preprocess,
               params) as run:
         mlflow.log_metrics(cv.flat_metrics())
         mlflow.log_artifacts(str(folder), "crossval")

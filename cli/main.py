@@ -121,7 +121,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def _summary_json(summary: dict) -> dict:
-    keys = ("dataset", "dataset_version", "model_uri", "registered", "promoted", "bento")
+    keys = ("dataset", "dataset_version", "model_uri", "registered", "run_id", "promoted", "bento", "test_speakers")
     return {**{k: summary.get(k) for k in keys}, **{k: summary["metrics"].get(k) for k in
             ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence")}, "metrics": summary["metrics"]}
 
@@ -224,7 +224,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     lines = [
         "", f"affectflow demo: done in {elapsed:.0f} s",
         f"  dataset          {DEMO_DATASET} version {summary['dataset_version']}",
-        f"  test split       {int(metrics['n'])} clips from speakers never seen in training",
+        f"  test split       {int(metrics['n'])} clips of {summary['test_speakers']} speakers never seen in training",
         f"  test metrics     UAR {metrics['uar']:.3f}  WAR {metrics['war']:.3f}  macro-F1 {metrics['macro_f1']:.3f}"
         f"  CCC arousal {metrics['ccc_arousal']:.3f}  CCC valence {metrics['ccc_valence']:.3f}",
         f"  registered       {summary['registered']}",

@@ -22,7 +22,7 @@ def crossval_flow(dataset: str = "synthetic", k: int = 5, training: TrainConfig 
     preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
     version = dataset_version(dataset, paths)
     frame = feature_records(dataset, str(paths.home), preprocess)
-    cv, report = crossval_report(frame, dataset, version, str(paths.home), training, k, classes, preprocess.backbone)
+    cv, report = crossval_report(frame, dataset, version, str(paths.home), training, preprocess, k, classes)
     return {"dataset": dataset, "dataset_version": version, "k": k, "report": report,
             "summary": cv.summary(), "pooled": cv.pooled()}
 

@@ -36,6 +36,8 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
         "dataset": dataset,
         "dataset_version": version,
         "registered": registered.uri,
+        "run_id": registered.run_id,
+        "test_speakers": int(experiment.frame.loc[experiment.frame["split"] == "test", "speaker"].nunique()),
         "model_uri": champion_uri(dataset),
         "promoted": decision.promoted,
         "promotion_reason": decision.reason,

@@ -70,3 +70,12 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     from support import export_backbones
 
     return export_backbones(tmp_path_factory.mktemp("backbones"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for the session's flow runs (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

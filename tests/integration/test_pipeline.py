@@ -20,14 +20,6 @@ pytestmark = pytest.mark.slow
 CHANCE = 1 / len(SYNTH_EMOTIONS)
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
 def run_cli(*args: str, home) -> dict:
     env = {**os.environ, "AFFECTFLOW_HOME": str(home.home)}
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True,
@@ -71,7 +63,7 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     # Nothing new: the second run reuses every cached feature record and registers a second version.
     records = sorted(home.features.rglob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in records]
-    again = train_flow(home=str(home.home), training=TrainConfig(epochs=30), package=False)
+    again = train_flow(home=str(home.home), training=TrainConfig(epochs=2), package=False)
     assert again["registered"].endswith("/2")
     assert sorted(home.features.rglob("*.npz")) == records
     assert [p.stat().st_mtime_ns for p in records] == stamps
@@ -97,12 +89,13 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
 def test_cross_validation_from_the_cli(home, tmp_path):
     """``train --cv K``: every speaker tested once, mean ± std per metric, a report on disk and in MLflow,
     nothing registered."""
-    write_synthetic_batch(home.inbox / "batch-a", clips=72, speakers=6, seed=2, seconds=1.0)
+    write_synthetic_batch(home.inbox / "batch-a", clips=36, speakers=6, seed=2, seconds=1.0)
     run_cli("ingest", home=home)
-    result = run_cli("train", "--dataset", "synthetic", "--cv", "3", "--epochs", "3", "--seed", "5", home=home)
+    result = run_cli("train", "--dataset", "synthetic", "--cv", "3", "--epochs", "3", "--seed", "5",
+                     "--face-backend", "none", home=home)
     assert result["k"] == 3
     assert result["summary"]["uar"]["folds"] == 3 and result["summary"]["uar"]["std"] >= 0
-    assert result["pooled"]["n"] == 72  # every clip predicted once, by a model that never saw its speaker
+    assert result["pooled"]["n"] == 36  # every clip predicted once, by a model that never saw its speaker
     report = Path(result["report"])
     assert {"crossval.json", "crossval.md", "predictions.csv", "confusion_matrix.png"} <= {p.name for p in report.iterdir()}
     configure(activate_home(home.home))
@@ -110,4 +103,5 @@ def test_cross_validation_from_the_cli(home, tmp_path):
     run = client.search_runs([client.get_experiment_by_name("affectflow-synthetic-crossval").experiment_id])[0]
     assert run.data.metrics["cv_uar_mean"] == pytest.approx(result["summary"]["uar"]["mean"])
     assert run.data.params["k"] == "3" and run.data.params["refit"] == "True"
+    assert run.data.params["preprocess_face_backend"] == "none"  # the cache `preprocess --face-backend` filled
     assert client.search_registered_models() == []

@@ -33,8 +33,9 @@ def arrays(n: int, seed: int) -> Arrays:
     return Arrays(inputs, labels, affect)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def experiment() -> Experiment:
+    """One small trained model for the module's tests (they read it, never change it)."""
     config = replace(TrainConfig(), epochs=3, hidden_units=16, batch_size=8)
     result = train(arrays(24, 0), arrays(12, 1), CLASSES, config, progress=lambda _: None)
     test = arrays(12, 2)

@@ -28,14 +28,6 @@ EMOTIONS = ("anger", "sadness")
 TONES = {"anger": 660, "sadness": 220}  # the class is audible: training has something to find
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
 def crema_d(clip: Callable, root: Path, speakers: range) -> dict:
     codes = {"anger": "ANG", "sadness": "SAD"}
     for s in speakers:

@@ -1,0 +1,207 @@
+"""The README's result tables, measured: ``make results`` runs this and the README quotes its output.
+
+    python benchmarks/results.py [--seeds 13,14,15] [--skip-demo] [--skip-emodb] [--no-readme]
+
+Runs, each in a fresh temporary home and through the ``affectflow`` command as a user would:
+
+- ``affectflow demo`` (the built-in synthetic corpus: dataset version, test metrics, modality ablation);
+- ``affectflow train --dataset emodb --cv 7`` for each seed (``../shared/data/emodb``: mean ± std over folds,
+  pooled metrics, per-class recall, unaligned single clips, metrics by sex), and one plain
+  ``affectflow train --dataset emodb`` (the ``train-emodb`` deployment's run: one speaker-independent
+  test split) to show beside the cross-validation estimate.
+
+Writes ``benchmarks/results/results.json`` (with the commit and machine it came from) and
+``results.md``, and rewrites the README's blocks between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->`` (``tests/unit/test_results.py`` keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "results.json"
+README = ROOT / "README.md"
+EMODB = ROOT.parent / "shared" / "data" / "emodb"
+SEEDS = (13, 14, 15)
+
+
+def affectflow(home: Path, *args: str, timeout: int = 3600) -> dict:
+    """Run the command in ``home``; its last stdout line is the JSON result."""
+    done = subprocess.run([sys.executable, "-m", "cli", "--home", str(home), *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"affectflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": version("tensorflow"), "platform": platform.platform()}
+
+
+def commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return head.stdout.strip() + ("+uncommitted" if dirty else "")
+
+
+def run_demo() -> dict:
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="affectflow-results-") as home:
+        summary = affectflow(Path(home), "demo")
+        mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow.db")
+        ablation = Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
+                                                            artifact_path="reports/test_ablation.md")).read_text()
+    return {"seconds": summary["seconds"], "dataset_version": summary["dataset_version"],
+            "test_speakers": summary["test_speakers"], "metrics": summary["metrics"], "ablation": ablation}
+
+
+def run_emodb(seeds: list[int]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="affectflow-results-") as home:
+        home = Path(home)
+        affectflow(home, "datasets", "import", "emodb", str(EMODB), "--out", str(home / "inbox" / "emodb"), "--link")
+        affectflow(home, "ingest")
+        folds = {}
+        for seed in seeds:
+            result = affectflow(home, "train", "--dataset", "emodb", "--cv", "7", "--seed", str(seed))
+            report = json.loads(Path(result["report"], "crossval.json").read_text())
+            groups = {f"{row['group']}={row['value']}": row["uar"]
+                      for row in _csv_rows(Path(result["report"], "groups.csv")) if row["group"] == "sex"}
+            folds[str(seed)] = {"summary": report["summary"], "pooled": report["pooled"],
+                                "pooled_unaligned": report.get("pooled_unaligned", {}), "by_sex": groups,
+                                "seconds": report["seconds"]}
+        single = affectflow(home, "train", "--dataset", "emodb")
+    return {"cv": folds, "single": {"metrics": single["metrics"], "test_speakers": single["test_speakers"],
+                                    "seed": 13}}
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"value": str}).to_dict("records")
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def demo_block(demo: dict, stamp: str) -> str:
+    m = demo["metrics"]
+    return "\n".join([
+        f"`make demo` ({stamp}): dataset version `{demo['dataset_version']}`, {demo['seconds']:.0f} s after "
+        f"installation; test split of {int(m['n'])} clips from {demo['test_speakers']} speakers never seen in "
+        "training (chance UAR 0.167).",
+        "",
+        "| UAR | WAR | macro-F1 | CCC arousal | CCC valence |",
+        "|---|---|---|---|---|",
+        f"| {_f(m['uar'])} | {_f(m['war'])} | {_f(m['macro_f1'])} | {_f(m['ccc_arousal'])} | {_f(m['ccc_valence'])} |",
+        "",
+        demo["ablation"].replace("### ", "Modality ablation of the same run: ").strip(),
+    ])
+
+
+def emodb_block(emodb: dict, stamp: str) -> str:
+    lines = [f"EmoDB ({stamp}):", "",
+             "| run | test speakers | UAR (mean ± std over folds) | pooled UAR | WAR (mean) | CCC arousal / valence "
+             "(pooled) | unaligned single clips (pooled UAR) |",
+             "|---|---|---|---|---|---|---|"]
+    means, pooled = [], []
+    for seed, cv in emodb["cv"].items():
+        s, p = cv["summary"], cv["pooled"]
+        means.append(s["uar"]["mean"])
+        pooled.append(p["uar"])
+        lines.append(f"| `--cv 7 --seed {seed}` | 7 folds of 1 | {s['uar']['mean']:.3f} ± {s['uar']['std']:.3f} | "
+                     f"{p['uar']:.3f} | {s['war']['mean']:.3f} | {_f(p.get('ccc_arousal'))} / "
+                     f"{_f(p.get('ccc_valence'))} | {_f(cv['pooled_unaligned'].get('uar'))} |")
+    if len(means) > 1:
+        lines.append(f"| **mean of the {len(means)} seeds** | | **{sum(means) / len(means):.3f}** | "
+                     f"**{sum(pooled) / len(pooled):.3f}** | | | |")
+    single = emodb["single"]
+    m = single["metrics"]
+    lines.append(f"| `train --dataset emodb` (one split, seed {single['seed']}) | {single['test_speakers']} | "
+                 f"{m['uar']:.3f} (one split) | | {m['war']:.3f} | {_f(m.get('ccc_arousal'))} / "
+                 f"{_f(m.get('ccc_valence'))} | |")
+    first = next(iter(emodb["cv"].values()))
+    recall = sorted(((k.removeprefix("recall_"), v["mean"]) for k, v in first["summary"].items()
+                     if k.startswith("recall_")), key=lambda kv: -kv[1])
+    seed = next(iter(emodb["cv"]))
+    lines += ["", f"Per-class recall, seed {seed}, mean over folds: "
+              + ", ".join(f"{name} {value:.2f}" for name, value in recall)
+              + "; by sex (pooled UAR): " + ", ".join(f"{k.split('=')[1]} {v:.2f}" for k, v in first["by_sex"].items())
+              + ". Chance is 0.14."]
+    return "\n".join(lines)
+
+
+def provenance() -> dict:
+    """Where a section's numbers came from: the commit, the machine and the date."""
+    return {"commit": commit(), "machine": machine(), "date": datetime.now(UTC).isoformat()}
+
+
+def _stamp(section: dict) -> str:
+    made = section["provenance"]
+    return f"commit {made['commit']}, {made['machine']['cores']} cores {made['machine']['cpu']}, {made['date'][:10]}"
+
+
+def render(results: dict) -> dict[str, str]:
+    """README block name -> Markdown, from a results file (each section stamped with its own provenance)."""
+    blocks = {}
+    if "demo" in results:
+        blocks["demo"] = demo_block(results["demo"], _stamp(results["demo"]))
+    if "emodb" in results:
+        blocks["emodb"] = emodb_block(results["emodb"], _stamp(results["emodb"]))
+    return blocks
+
+
+def readme_blocks(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2).strip() for m in
+            re.finditer(r"<!-- results:(\w+) -->\n(.*?)<!-- /results:\1 -->", text, flags=re.S)}
+
+
+def update_readme(blocks: dict[str, str]) -> None:
+    text = README.read_text()
+    for name, block in blocks.items():
+        text, count = re.subn(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)",
+                              lambda m, b=block: f"{m.group(1)}{b}\n{m.group(2)}", text, flags=re.S)
+        if not count:
+            raise SystemExit(f"README.md has no <!-- results:{name} --> block")
+    README.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="EmoDB cross-validation seeds")
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-emodb", action="store_true")
+    parser.add_argument("--no-readme", action="store_true", help="write the results files only")
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if not args.skip_demo:
+        results["demo"] = {**run_demo(), "provenance": provenance()}
+    if not args.skip_emodb:
+        results["emodb"] = {**run_emodb([int(s) for s in args.seeds.split(",")]), "provenance": provenance()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    blocks = render(results)
+    RESULTS.with_suffix(".md").write_text("\n\n".join(blocks.values()) + "\n")
+    if not args.no_readme:
+        update_readme(blocks)
+    print("\n\n".join(blocks.values()))
+
+
+if __name__ == "__main__":
+    main()
