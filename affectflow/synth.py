@@ -21,12 +21,13 @@ plus N(0, 0.05) noise, clipped to [-1, 1]. In this corpus intensity scales BOTH 
 Bit-identical on every x86-64 CPU (same wheels and ffmpeg build), not only on the machine that wrote
 the README: numpy picks SIMD loops for sin/exp/tanh/power at run time (AVX-512, AVX2 and baseline
 loops differ in the last bit), OpenBLAS picks a dot kernel per CPU (``np.convolve`` sums in another
-order), glibc's libm has FMA and non-FMA variants, OpenCV's resize has SIMD and scalar paths, and
-x264 chooses CPU-specific intra analysis; any of them changed clips' bytes and so the dataset version.
-So rendering uses only operations whose result IEEE 754 fixes (elementwise + - * /, sqrt, rint,
-ldexp/frexp, comparisons, integer arithmetic, sequential cumulative sums): transcendental functions
-are the polynomial and series below (``_sin_turns``, ``_exp2``, ``_log2``), harmonics come from an exact
-recurrence, RGB becomes YUV 4:2:0 in integers here, and x264 runs with ``cpu-independent``.
+order), glibc's libm has FMA and non-FMA variants, OpenCV's resize has SIMD and scalar paths, x264
+chooses CPU-specific intra analysis and ffmpeg's AAC encoder rounds differently with AVX2/FMA3, AVX
+and SSE; any of them changed clips' bytes and so the dataset version. So rendering uses only
+operations whose result IEEE 754 fixes (elementwise + - * /, sqrt, rint, ldexp/frexp, comparisons,
+integer arithmetic, sequential cumulative sums): transcendental functions are the polynomial and
+series below (``_sin_turns``, ``_exp2``, ``_log2``), harmonics come from the Chebyshev recurrence, RGB
+becomes YUV 4:2:0 in integers here, and encoding runs with ``-cpuflags 0`` and x264's ``cpu-independent``.
 ``tests/unit/test_synth_portable.py`` checks it under emulated CPUs and pins a small batch's hashes.
 """
 
@@ -254,7 +255,7 @@ def _yuv420p(frames: np.ndarray) -> np.ndarray:
     has nothing to convert."""
     count, height, width = frames.shape[:3]
     r, g, b = (frames[..., c].astype(np.uint16) for c in range(3))
-    y = r * np.uint16(66)  # at most 220 * 255 + 128 + 16: uint16 holds it
+    y = r * np.uint16(66)  # the sum reaches at most 220 * 255 + 128 = 56228: uint16 holds it
     y += g * np.uint16(129)
     y += b * np.uint16(25)
     y += 128
@@ -349,7 +350,7 @@ def _backdrop(speaker: _Speaker, rng: np.random.Generator, size: int) -> tuple[n
     base = np.asarray(speaker.backdrop, dtype=np.float32) + rng.normal(0, 12, 3).astype(np.float32)
     other = base + rng.normal(0, 25, 3).astype(np.float32)
     ramp = np.linspace(0, 1, size, dtype=np.float32)
-    angle = rng.uniform(0, 1)  # in turns, as every angle below
+    angle = rng.uniform(0, 1)  # in turns (1 = a full circle)
     field = float(_cos_turns(angle)) * ramp[None, :] + float(_sin_turns(angle)) * ramp[:, None]
     field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
     room = base + field[..., None] * (other - base)
@@ -526,7 +527,7 @@ def _audio(clip: _Clip, rng: np.random.Generator, seconds: float) -> np.ndarray:
         resonance = resonance + _exp2(z * z * (-0.5 * _LOG2_E))  # exp(-z^2 / 2)
     weights = _exp2(-tilt * _log2(harmonics)) * (0.12 + resonance) * (freq < 7600)  # h ** -tilt * ...
 
-    # Harmonic h is sin(h * phase): from the fundamental's sine and cosine by the exact recurrence
+    # Harmonic h is sin(h * phase): from the fundamental's sine and cosine by the Chebyshev recurrence
     # sin((h + 1) p) = 2 cos(p) sin(h p) - sin((h - 1) p), so no per-harmonic sine is evaluated.
     at_samples = _resampler(hop, n)
     turns = np.cumsum(at_samples(f0)) / SAMPLE_RATE  # the fundamental's phase in cycles
@@ -567,8 +568,10 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
 def _encode(frames: np.ndarray, audio: np.ndarray, fps: int, target: Path) -> None:
     """h264/AAC mp4 through imageio-ffmpeg's static binary; bit-exact so a seed gives identical bytes.
 
-    ffmpeg gets YUV 4:2:0 (converted here, so swscale does nothing) and x264 runs ``cpu-independent``
-    (otherwise CPUs with SSSE3 and up choose intra modes with other functions than SSE2-only ones).
+    CPU-independent: ffmpeg gets YUV 4:2:0 (converted here, so swscale has nothing to do), runs its own
+    code without SIMD (``-cpuflags 0``: the AAC encoder's AVX2/FMA3, AVX and SSE paths round differently)
+    and x264 runs ``cpu-independent`` (else CPUs with SSSE3 pick intra modes with other functions than
+    SSE2-only ones). x264's assembly is bit-exact with its C otherwise, so it stays on.
     Written under a temporary name and renamed, so a watcher never sees a half-written clip.
     """
     import imageio_ffmpeg
@@ -578,7 +581,7 @@ def _encode(frames: np.ndarray, audio: np.ndarray, fps: int, target: Path) -> No
         wav = Path(scratch) / "voice.wav"
         _write_wav(wav, audio)
         height, width = frames.shape[1:3]
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error",
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-cpuflags", "0",
                "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
                "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0",
                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-threads", "1",

@@ -50,9 +50,15 @@ def input_pipeline(arrays: Arrays, output_names: Sequence[str], batch_size: int,
 
 
 def _strategy() -> tf.distribute.Strategy:
-    """Mixed precision and (multi-)GPU distribution only where GPUs exist; the default strategy on CPU."""
+    """Mixed precision and (multi-)GPU distribution only where GPUs exist; the default strategy on CPU.
+
+    On CPU, TensorFlow's deterministic op implementations are switched on: they cost ~2% of training time
+    here and guarantee that a seed gives the same model (benchmarks/reproducibility.py). On GPUs they are
+    left off (some kernels have no deterministic version or a slow one): GPU runs may differ slightly.
+    """
     found = gpus()
     if not found:
+        tf.config.experimental.enable_op_determinism()
         return tf.distribute.get_strategy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     return tf.distribute.MirroredStrategy() if len(found) > 1 else tf.distribute.OneDeviceStrategy("/gpu:0")

@@ -79,3 +79,9 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests (marked ``slow``) first: with ``-n 2`` both workers start on one, instead of one
+    of them ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
