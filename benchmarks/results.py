@@ -38,7 +38,8 @@ SEEDS = (13, 14, 15)
 
 def affectflow(home: Path, *args: str, timeout: int = 3600) -> dict:
     """Run the command in ``home``; its last stdout line is the JSON result."""
-    done = subprocess.run([sys.executable, "-m", "cli", "--home", str(home), *args], cwd=ROOT, text=True,
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # each run in its own home's store
+    done = subprocess.run([sys.executable, "-m", "cli", "--home", str(home), *args], cwd=ROOT, text=True, env=env,
                           capture_output=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"affectflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -64,9 +65,9 @@ def run_demo() -> dict:
 
     with tempfile.TemporaryDirectory(prefix="affectflow-results-") as home:
         summary = affectflow(Path(home), "demo")
-        mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow.db")
-        ablation = Path(mlflow.artifacts.download_artifacts(run_id=summary["run_id"],
-                                                            artifact_path="reports/test_ablation.md")).read_text()
+        ablation = Path(mlflow.artifacts.download_artifacts(
+            run_id=summary["run_id"], artifact_path="reports/test_ablation.md",
+            tracking_uri=f"sqlite:///{home}/mlflow.db")).read_text()
     return {"seconds": summary["seconds"], "dataset_version": summary["dataset_version"],
             "test_speakers": summary["test_speakers"], "metrics": summary["metrics"], "ablation": ablation}
 
@@ -190,12 +191,13 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="write the results files only")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    if not args.skip_demo:
-        results["demo"] = {**run_demo(), "provenance": provenance()}
-    if not args.skip_emodb:
-        results["emodb"] = {**run_emodb([int(s) for s in args.seeds.split(",")]), "provenance": provenance()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    sections = {"demo": (args.skip_demo, run_demo),
+                "emodb": (args.skip_emodb, lambda: run_emodb([int(s) for s in args.seeds.split(",")]))}
+    for name, (skip, run) in sections.items():
+        if not skip:  # each section is saved as soon as it is measured
+            results[name] = {**run(), "provenance": provenance()}
+            RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
     blocks = render(results)
     RESULTS.with_suffix(".md").write_text("\n\n".join(blocks.values()) + "\n")
     if not args.no_readme:
