@@ -112,7 +112,9 @@ def demo_block(demo: dict, stamp: str) -> str:
         "|---|---|---|---|---|",
         f"| {_f(m['uar'])} | {_f(m['war'])} | {_f(m['macro_f1'])} | {_f(m['ccc_arousal'])} | {_f(m['ccc_valence'])} |",
         "",
-        demo["ablation"].replace("### ", "Modality ablation of the same run: ").strip(),
+        "Modality ablation of the same run (each modality hidden in turn):",
+        "",
+        demo["ablation"].split("\n", 1)[1].strip(),  # the table without its heading
     ])
 
 
