@@ -123,6 +123,7 @@ def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # no usage reporting from a closed network
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars are noise in a worker's log
     return paths
 
 

@@ -262,13 +262,20 @@ def list_datasets(paths: Paths) -> list[str]:
 def _manifest_of(dataset: str, paths: Paths) -> pd.DataFrame:
     if dataset not in list_datasets(paths):
         known = ", ".join(list_datasets(paths)) or "none ingested yet"
-        raise UnknownDatasetError(f"unknown dataset {dataset!r} in {paths.datasets} (available: {known})")
+        raise UnknownDatasetError(f"unknown dataset {dataset!r} in {paths.datasets} (available: {known}); "
+                                  "import and ingest a batch of it first (README: Deployments)")
     return pd.read_parquet(paths.datasets / dataset / MANIFEST)
 
 
 def dataset_version(dataset: str, paths: Paths) -> str:
     """``v-`` + 12 hex digits of the manifest's labelled content; the same clips and labels give the same id."""
     return _version(_manifest_of(dataset, paths))
+
+
+def validation_report(dataset: str, paths: Paths) -> str:
+    """The validation report of the dataset's newest accepted batch."""
+    reports = sorted((paths.datasets / dataset).glob(f"*/{REPORT_MD}"), key=lambda p: p.stat().st_mtime)
+    return str(reports[-1]) if reports else "none"
 
 
 def _extra_label_columns(store: Path, batches: Sequence[str]) -> pd.DataFrame:

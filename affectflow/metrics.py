@@ -11,6 +11,10 @@ import numpy as np
 
 from affectflow.labels import AFFECT_DIMENSIONS
 
+# The figures a report or a log line leads with (those a model has); per-class ones follow in full reports.
+HEADLINE_METRICS: tuple[str, ...] = ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean",
+                                     "mae_arousal", "mae_valence")
+
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts ``C[i, j]`` of clips with true class ``i`` predicted as ``j``."""

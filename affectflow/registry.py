@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
-from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_setting
+from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_setting, user_setting
 from affectflow.crossval import CrossValidation
 from affectflow.errors import UserError
 from affectflow.model import input_names
@@ -54,12 +54,15 @@ def configure(paths: Paths, experiment: str = "affectflow") -> str:
     for name in QUIET_LOGGERS:  # a new store's set-up lines read like a problem to a first-time user
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
-    remember_setting("MLFLOW_TRACKING_URI", uri)  # MLflow exports it; another home must be able to replace it
+    if uri != user_setting("MLFLOW_TRACKING_URI"):  # the home's store: MLflow exports it; another home replaces it
+        remember_setting("MLFLOW_TRACKING_URI", uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         experiment_id = found.experiment_id
     else:
-        experiment_id = mlflow.create_experiment(experiment, artifact_location=paths.mlflow_artifacts.as_uri())
+        # A server stores artifacts where it was told (proxied: clients upload through it); a local store here.
+        location = None if uri.startswith(("http://", "https://")) else paths.mlflow_artifacts.as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -67,6 +70,17 @@ def configure(paths: Paths, experiment: str = "affectflow") -> str:
 def champion_uri(dataset: str) -> str:
     """``models:/affectflow-<dataset>@champion``: what ``predict``, packaging and serving load by default."""
     return f"models:/{model_name(dataset)}@{CHAMPION}"
+
+
+def ui_links(registered: RegisteredModel) -> dict[str, str]:
+    """Where to look at a run and its model version: MLflow UI addresses when tracking goes to a server,
+    else the run id and model URI."""
+    uri = mlflow.get_tracking_uri().rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return {"MLflow run": registered.run_id, "model version": registered.uri}
+    experiment = mlflow.get_run(registered.run_id).info.experiment_id
+    return {"MLflow run": f"{uri}/#/experiments/{experiment}/runs/{registered.run_id}",
+            "model version": f"{uri}/#/models/{registered.name}/versions/{registered.version}"}
 
 
 def _flat(metrics: Mapping[str, float], prefix: str = "") -> dict[str, float]:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from affectflow.metrics import HEADLINE_METRICS  # noqa: E402
 from affectflow.tables import markdown_table  # noqa: E402
 
 
@@ -56,8 +57,7 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: Path) -> P
 
 def metrics_markdown(metrics: Mapping[str, float], title: str = "Test metrics") -> str:
     """A two-column Markdown table of the headline metrics, then per-class ones."""
-    headline = [k for k in ("n", "uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean",
-                            "mae_arousal", "mae_valence") if k in metrics]
+    headline = [k for k in HEADLINE_METRICS if k in metrics]
     rest = sorted(k for k in metrics if k not in headline)
     rows = [{"metric": key, "value": int(metrics[key]) if key == "n" else float(metrics[key])}
             for key in headline + rest]

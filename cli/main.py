@@ -206,6 +206,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
     raise SystemExit(subprocess.call(command))
 
 
+def cmd_servers(args: argparse.Namespace) -> None:
+    from affectflow.servers import Stack
+
+    stack = Stack(activate_home(args.home).home)
+    if args.action == "up":
+        state = stack.up(host=args.host, worker=not args.no_worker, progress=_say)
+        _say("servers up; point this shell at them (clients on other machines: the first two, with this "
+             "machine's address; docs/operations.md):")
+        exports = {**stack.api_urls(state), "AFFECTFLOW_HOME": stack.home, "AFFECTFLOW_PROJECT_DIR": stack.project}
+        for name, value in exports.items():
+            print(f"export {name}={shlex.quote(str(value))}")
+    elif args.action == "down":
+        stack.down(progress=_say)
+    else:
+        for name, status in stack.status().items():
+            print(f"{name:<18} {status}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from affectflow.ingest import list_datasets
     from affectflow.synth import write_synthetic_batch
@@ -370,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--bento", help="Bento tag (default: the latest affectflow Bento)")
     serve.set_defaults(func=cmd_serve)
+
+    servers = sub.add_parser(
+        "servers", help="the operations stack: PostgreSQL, Prefect server, MLflow server, a worker",
+        description="up: start PostgreSQL (a cluster under <home>/servers), the Prefect server and the MLflow "
+                    "tracking server (both on that PostgreSQL, MLflow with proxied artifacts), the work pools, "
+                    "the 'training' concurrency limit and a worker; prints the exports for clients. down: stop "
+                    "them (data kept). status: what runs where. Runbook: docs/operations.md.")
+    servers.add_argument("action", choices=["up", "down", "status"])
+    servers.add_argument("--host", default="127.0.0.1",
+                         help="address the Prefect and MLflow servers listen on (default 127.0.0.1; PostgreSQL "
+                              "always stays on loopback)")
+    servers.add_argument("--no-worker", action="store_true", help="up: start the servers but no worker")
+    servers.set_defaults(func=cmd_servers)
     return parser
 
 

@@ -6,11 +6,12 @@ from prefect import flow
 
 from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
 from affectflow.ingest import dataset_version
+from flows.naming import dataset_run_name
 from tasks.crossval import crossval_report
 from tasks.preprocess import feature_records
 
 
-@flow(name="affectflow-crossval", log_prints=True)
+@flow(name="affectflow-crossval", log_prints=True, flow_run_name=dataset_run_name("crossval"))
 def crossval_flow(dataset: str = "synthetic", k: int = 5, training: TrainConfig = TrainConfig(refit=True),
                   classes: list[str] | None = None, face_backend: FaceBackendName = "landmarks",
                   backbone: str | None = None, home: str | None = None) -> dict:

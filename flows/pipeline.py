@@ -1,4 +1,8 @@
-"""The whole pipeline: ingest the inbox, then train the dataset (new clips or not)."""
+"""The whole pipeline in one run, for one machine without servers (``affectflow demo``): ingest, then train.
+
+On servers, the same work is two deployments: the scheduled ingest, and training triggered by its
+``affectflow.batch.accepted`` events (prefect.yaml, docs/operations.md).
+"""
 
 from __future__ import annotations
 

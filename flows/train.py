@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
-from affectflow.ingest import dataset_version
-from affectflow.registry import champion_uri
+from affectflow.ingest import dataset_version, validation_report
+from affectflow.metrics import HEADLINE_METRICS
+from affectflow.registry import champion_uri, ui_links
+from flows.naming import dataset_run_name
+from tasks.artifacts import publish_summary
 from tasks.package import champion_bento
 from tasks.preprocess import feature_records
 from tasks.promote import champion_decision
-from tasks.train import registered_model
+from tasks.train import registered_model, trained_experiment
 
 
-@flow(name="affectflow-train", log_prints=True)
+@flow(name="affectflow-train", log_prints=True, flow_run_name=dataset_run_name("train"))
 def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
                face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
                home: str | None = None) -> dict:
@@ -26,22 +29,34 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     """
     paths = activate_home(home)
     preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
-    version = dataset_version(dataset, paths)
+    version = dataset_version(dataset, paths)  # an unknown dataset fails here, before any work
     frame = feature_records(dataset, str(paths.home), preprocess)
-    experiment, registered = registered_model(frame, dataset, version, str(paths.home), preprocess, training,
-                                              classes)
-    decision = champion_decision(registered, experiment, str(paths.home))
+    experiment = trained_experiment(frame, preprocess, training, classes)
+    registered = registered_model(experiment, dataset, version, str(paths.home), preprocess, training)
+    decision = champion_decision(registered, experiment, dataset, str(paths.home))
     bento = champion_bento(dataset, str(paths.home)) if decision.promoted and package else None
+    metrics = experiment.result.metrics
+    headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}
+    test_speakers = int(experiment.frame.loc[experiment.frame["split"] == "test", "speaker"].nunique())
+    get_run_logger().info("%s %s: %s; %s -> %s", dataset, version,
+                          ", ".join(f"{k} {v:.3f}" for k, v in headline.items()), registered.uri,
+                          "champion" + (f", bento {bento}" if bento else "") if decision.promoted else "not promoted")
+    publish_summary(dataset, f"{dataset} {version}: {registered.name} v{registered.version}",
+                    facts={"decision": ("promoted to champion" if decision.promoted else "champion kept")
+                           + f": {decision.reason}", "Bento": bento or "none built",
+                           "test speakers": str(test_speakers)},
+                    links={**ui_links(registered), "validation report": validation_report(dataset, paths)},
+                    metrics=headline)
     return {
         "dataset": dataset,
         "dataset_version": version,
         "registered": registered.uri,
         "run_id": registered.run_id,
-        "test_speakers": int(experiment.frame.loc[experiment.frame["split"] == "test", "speaker"].nunique()),
+        "test_speakers": test_speakers,
         "model_uri": champion_uri(dataset),
         "promoted": decision.promoted,
         "promotion_reason": decision.reason,
-        "metrics": experiment.result.metrics,
+        "metrics": metrics,
         "bento": bento,
     }
 

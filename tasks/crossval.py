@@ -11,10 +11,11 @@ from prefect.artifacts import create_markdown_artifact
 from affectflow.config import PreprocessConfig, TrainConfig, get_paths
 from affectflow.crossval import CrossValidation, cross_validate, write_report
 from affectflow.registry import configure, log_crossval, model_name
-from tasks.artifacts import markdown_with_image
+from tasks.artifacts import artifact_key, markdown_with_image
+from tasks.policies import TRAINING_TIMEOUT_S
 
 
-@task(name="crossval-report")
+@task(name="crossval-report", timeout_seconds=TRAINING_TIMEOUT_S)
 def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, home: str, config: TrainConfig,
                     preprocess: PreprocessConfig, k: int,
                     classes: list[str] | None = None) -> tuple[CrossValidation, str]:
@@ -30,10 +31,12 @@ def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, hom
     files = write_report(cv, folder)
     configure(paths, experiment=f"{model_name(dataset)}-crossval")
     log_crossval(cv, dataset, dataset_version, preprocess, folder)
+    description = f"{k}-fold speaker-independent cross-validation: mean ± std per metric, pooled confusion."
     if "confusion" in files:
-        markdown_with_image("crossval-confusion-matrix", f"{dataset}: pooled held-out predictions, {k} folds",
-                            files["confusion"], cv.markdown())
+        markdown_with_image(artifact_key(dataset, "crossval"), f"{dataset}: pooled held-out predictions, {k} folds",
+                            files["confusion"], cv.markdown(), description=description)
     else:
-        create_markdown_artifact(key="crossval-report", markdown=cv.markdown())
+        create_markdown_artifact(key=artifact_key(dataset, "crossval"), markdown=cv.markdown(),
+                                 description=description)
     logger.info("cross-validation report: %s", folder)
     return cv, str(folder)

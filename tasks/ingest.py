@@ -1,4 +1,4 @@
-"""Ingestion task: every inbox batch validated, then accepted or quarantined."""
+"""Ingestion task: every inbox batch validated, then accepted or quarantined, each outcome an event."""
 
 from __future__ import annotations
 
@@ -9,22 +9,36 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from affectflow.config import get_paths
 from affectflow.ingest import IngestResult, ingest_inbox
+from tasks.artifacts import artifact_key
+from tasks.events import emit
+from tasks.policies import STORAGE_RETRIES
 
 
-@task(name="ingested-batches")
+def _announce(result: IngestResult) -> None:
+    """The batch's event (what training triggers and notifications hang on) and, if quarantined, its report."""
+    emit(f"affectflow.batch.{result.status}", result.dataset,
+         {"batch": result.batch, "clips": result.n_clips, "new_clips": result.n_new,
+          "dataset_version": result.dataset_version, "reasons": result.reasons})
+    if result.status == "quarantined":
+        create_markdown_artifact(
+            key=artifact_key(result.dataset or "unknown", "quarantine-report"), markdown=Path(result.report).read_text(),
+            description=f"Why batch {result.batch} was quarantined; its files are in {result.location}")
+
+
+# Safe to retry: an interrupted ingest is completed from its journal before anything else happens.
+@task(name="ingested-batches", **STORAGE_RETRIES)
 def ingested_batches(home: str, inbox: str | None = None) -> list[dict]:
-    """Ingest ``inbox`` (default: the home's); quarantine reports become artifacts."""
+    """Ingest ``inbox`` (default: the home's); each batch emits ``affectflow.batch.accepted|quarantined``."""
     logger = get_run_logger()
 
     def progress(done: int, total: int, result: IngestResult) -> None:
         logger.info("[%d/%d] batch %s: %s (%d clips, %d new) %s", done, total, result.batch, result.status,
                     result.n_clips, result.n_new, "; ".join(result.reasons))
+        _announce(result)
 
     results = ingest_inbox(get_paths(home), progress=progress, inbox=Path(inbox) if inbox else None)
-    for result in results:
-        if result.status == "quarantined":
-            create_markdown_artifact(key="quarantine-report", markdown=Path(result.report).read_text())
     if results:
         create_table_artifact(key="ingest-results",
-                              table=[{k: str(v) for k, v in r.to_dict().items()} for r in results])
+                              table=[{k: str(v) for k, v in r.to_dict().items()} for r in results],
+                              description="Every batch of this ingest: accepted into the store or quarantined.")
     return [r.to_dict() for r in results]

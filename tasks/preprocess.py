@@ -6,11 +6,13 @@ import os
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from affectflow.cache import preprocess_clips
 from affectflow.config import PreprocessConfig, get_paths
 from affectflow.ingest import load_dataset
+from tasks.artifacts import artifact_key
+from tasks.policies import PREPROCESS_TIMEOUT_S
 
 
 def _workers(clips: int) -> int:
@@ -18,16 +20,21 @@ def _workers(clips: int) -> int:
     return max(1, min(os.cpu_count() or 1, clips // 100))
 
 
-@task(name="feature-records")
+@task(name="feature-records", timeout_seconds=PREPROCESS_TIMEOUT_S)
 def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.DataFrame:
-    """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported."""
+    """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported.
+
+    Progress: a log line and a progress artifact (the run page's bar) per tenth of the clips."""
     logger = get_run_logger()
     paths = get_paths(home)
     frame = load_dataset(dataset, paths)
+    bar = create_progress_artifact(0.0, key=artifact_key(dataset, "preprocessing"),
+                                   description=f"Clips of {dataset} preprocessed (features cached), percent.")
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
             logger.info("preprocessed %d/%d clips", done, total)
+            update_progress_artifact(bar, 100.0 * done / max(total, 1))
 
     results = preprocess_clips(list(frame["path"]), paths.features, preprocess,
                                workers=_workers(len(frame)), progress=progress)
@@ -37,5 +44,8 @@ def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd
     logger.info("%d clips: %d from cache, %d computed, %d failed", len(results), cached,
                 len(results) - cached - len(failed), len(failed))
     if failed:
-        create_table_artifact(key="preprocess-failures", table=[{"clip": r.clip, "error": r.error} for r in failed])
+        create_table_artifact(key=artifact_key(dataset, "preprocess-failures"),
+                              table=[{"clip": r.clip, "error": r.error} for r in failed],
+                              description="Clips whose features could not be computed, and why; training went on "
+                                          "without them.")
     return frame[frame["record"].notna()].reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""Promotion task: challenger vs champion on the same clips."""
+"""Promotion task: challenger vs champion on the same clips, the decision an event."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from affectflow.config import get_paths
 from affectflow.experiment import Experiment
 from affectflow.promotion import Promotion, challenge
 from affectflow.registry import RegisteredModel, configure
+from tasks.artifacts import artifact_key
+from tasks.events import emit
+from tasks.policies import STORAGE_RETRIES
 
 
-@task(name="champion-decision")
-def champion_decision(registered: RegisteredModel, experiment: Experiment, home: str) -> Promotion:
+@task(name="champion-decision", **STORAGE_RETRIES)
+def champion_decision(registered: RegisteredModel, experiment: Experiment, dataset: str, home: str) -> Promotion:
+    """Promote ``registered`` if it beats the champion; emits ``affectflow.model.promoted`` or ``.rejected``."""
     configure(get_paths(home))
     decision = challenge(registered, experiment)
     get_run_logger().info("promotion: %s (%s)", "promoted" if decision.promoted else "kept champion",
                           decision.reason)
-    create_table_artifact(key="champion-decision", table=[{k: str(v) for k, v in asdict(decision).items()}])
+    emit(f"affectflow.model.{'promoted' if decision.promoted else 'rejected'}", dataset,
+         {"model": registered.name, "version": registered.version, "run_id": registered.run_id,
+          "reason": decision.reason, "score": decision.challenger_score, "champion_score": decision.champion_score})
+    create_table_artifact(key=artifact_key(dataset, "champion-decision"),
+                          table=[{k: str(v) for k, v in asdict(decision).items()}],
+                          description="Challenger against champion on the same held-out clips, and the decision.")
     return decision

@@ -1,4 +1,4 @@
-"""Training task: a speaker-independent experiment, logged and registered in MLflow."""
+"""Training tasks: a speaker-independent experiment, then its run logged and its model registered in MLflow."""
 
 from __future__ import annotations
 
@@ -7,21 +7,34 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.concurrency.sync import concurrency
 
 from affectflow.config import PreprocessConfig, TrainConfig, get_paths
 from affectflow.experiment import Experiment, experiment_report, run_experiment
 from affectflow.predict import ModelCard
 from affectflow.registry import RegisteredModel, configure, log_training
+from affectflow.servers import TRAINING_LIMIT
 from tasks.artifacts import publish_report
+from tasks.policies import STORAGE_RETRIES, TRAINING_TIMEOUT_S
 
 
-@task(name="registered-model")
-def registered_model(frame: pd.DataFrame, dataset: str, dataset_version: str, home: str,
-                     preprocess: PreprocessConfig, config: TrainConfig,
-                     classes: list[str] | None = None) -> tuple[Experiment, RegisteredModel]:
-    """Train, evaluate on unseen speakers, log everything and register a new model version."""
+@task(name="trained-experiment", timeout_seconds=TRAINING_TIMEOUT_S)
+def trained_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: TrainConfig,
+                       classes: list[str] | None = None) -> Experiment:
+    """Split by speaker, fit, evaluate on the unseen test speakers.
+
+    The fit holds a slot of the global concurrency limit ``training`` (created by ``affectflow servers up``;
+    one slot: one fit per machine or GPU at a time, later fits wait). Without a server there is no limit.
+    """
     logger = get_run_logger()
-    experiment = run_experiment(frame, preprocess, config, classes, progress=logger.info)
+    with concurrency(TRAINING_LIMIT, occupy=1):
+        return run_experiment(frame, preprocess, config, classes, progress=logger.info)
+
+
+@task(name="registered-model", **STORAGE_RETRIES)
+def registered_model(experiment: Experiment, dataset: str, dataset_version: str, home: str,
+                     preprocess: PreprocessConfig, config: TrainConfig) -> RegisteredModel:
+    """Log the run (params, curves, report, model) and register a new model version."""
     configure(get_paths(home))
     card = ModelCard(experiment.classes, preprocess, config.task, dataset_version=dataset_version,
                      speaker_norm=config.speaker_norm)
@@ -31,6 +44,7 @@ def registered_model(frame: pd.DataFrame, dataset: str, dataset_version: str, ho
         registered = log_training(experiment.result, card, config, dataset, experiment.sample_inputs(),
                                   experiment.val_metrics, report,
                                   extra_params={"n_train": int(splits.get("train", 0)), "n_test": len(experiment.test)})
-        publish_report(report, f"{registered.name} v{registered.version}, best epoch {experiment.result.best_epoch}")
-    logger.info("registered %s (run %s)", registered.uri, registered.run_id)
-    return experiment, registered
+        publish_report(report, dataset,
+                       f"{registered.name} v{registered.version}, best epoch {experiment.result.best_epoch}")
+    get_run_logger().info("registered %s (run %s)", registered.uri, registered.run_id)
+    return registered

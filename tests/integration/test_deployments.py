@@ -23,19 +23,44 @@ def test_deployment_is_runnable(deployment, monkeypatch):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
 
 
-def test_every_flow_has_a_deployment():
+def test_every_flow_has_a_deployment_with_a_description():
     entrypoints = {d["entrypoint"] for d in DEPLOYMENTS}
-    flows = {f"flows/{p.name}:{name}" for p, name in [(ROOT / "flows" / "ingest.py", "ingest_flow"),
-                                                       (ROOT / "flows" / "train.py", "train_flow"),
-                                                       (ROOT / "flows" / "pipeline.py", "pipeline_flow"),
-                                                       (ROOT / "flows" / "crossval.py", "crossval_flow")]}
-    assert flows <= entrypoints
+    # flows/pipeline.py is the one-machine demo (ingest then train in one run): on servers, two deployments.
+    assert {"flows/ingest.py:ingest_flow", "flows/train.py:train_flow", "flows/crossval.py:crossval_flow",
+            "flows/retrain.py:retrain_flow"} <= entrypoints
+    assert all(d.get("description") for d in DEPLOYMENTS)
 
 
-def test_scheduled_and_manual_deployments_exist():
-    scheduled = [d["name"] for d in DEPLOYMENTS if d.get("schedules")]
-    manual = [d["name"] for d in DEPLOYMENTS if d["entrypoint"].endswith("train_flow") and not d.get("schedules")]
-    assert "ingest-inbox" in scheduled and len(manual) >= 4
+def test_ingest_is_scheduled_and_training_is_triggered_by_its_events():
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    scheduled = {d["name"] for d in DEPLOYMENTS if d.get("schedules")}
+    assert {"ingest-inbox", "weekly-retrain"} <= scheduled
+    training = [d for d in DEPLOYMENTS if d["entrypoint"] == "flows/train.py:train_flow"
+                and d["work_pool"]["name"] == "affectflow"]
+    assert len(training) >= 5
+    for deployment in training:
+        dataset = deployment["parameters"]["dataset"]
+        assert deployment["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+        [trigger] = [DeploymentEventTrigger(**t) for t in deployment["triggers"]]
+        assert trigger.match.model_dump() == {"prefect.resource.id": f"affectflow.dataset.{dataset}"}
+        assert trigger.expect == {"affectflow.batch.accepted"} and trigger.posture == "Reactive"
+        assert trigger.within.total_seconds() == trigger.schedule_after.total_seconds() > 0  # debounced
+        assert trigger.parameters == {"dataset": "{{ event.payload.dataset }}"}
+
+
+def test_the_gpu_pool_and_the_automations_are_valid():
+    from prefect.events.schemas.automations import AutomationCore
+    from prefect.server.schemas.actions import validate_base_job_template
+
+    from affectflow.servers import OPS_DIR
+
+    template = yaml.safe_load((OPS_DIR / "pools" / "affectflow-gpu.json").read_text())
+    validate_base_job_template(template)
+    assert template["variables"]["properties"]["env"]["default"]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert any(d["work_pool"]["name"] == "affectflow-gpu" for d in DEPLOYMENTS)
+    for spec in (OPS_DIR / "automations").glob("*.yaml"):
+        AutomationCore(**yaml.safe_load(spec.read_text()))
 
 
 def test_a_bad_training_setting_is_refused_before_the_run_starts(monkeypatch):
