@@ -9,7 +9,7 @@ export AFFECTFLOW_HOME ?= $(CURDIR)/.affectflow
 PORT ?= 3000
 TEST_WORKERS ?= 2
 
-.PHONY: install demo check test results lint serve up down clean
+.PHONY: install demo check test results lint serve postgres up down status clean
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ check: $(STAMP) lint
 	$(BIN)/python -m pytest tests/unit --durations=10
 
 # Everything CI runs: unit, integration (Prefect, MLflow, BentoML, servers, CLI) and model tiers.
-test: $(STAMP) lint
+test: $(STAMP) lint postgres
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The README's result tables, measured on this machine (~25 min): benchmarks/results/ and README.md.
@@ -41,16 +41,22 @@ lint: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/affectflow serve --port $(PORT)
 
-# A local Prefect server (UI on :4200) and MLflow UI (:5000) over this home, for watching runs.
-up: $(STAMP)
-	mkdir -p $(AFFECTFLOW_HOME)/logs
-	PREFECT_HOME=$(AFFECTFLOW_HOME)/prefect nohup $(BIN)/prefect server start --host 127.0.0.1 > $(AFFECTFLOW_HOME)/logs/prefect.log 2>&1 & echo $$! > $(AFFECTFLOW_HOME)/prefect.pid
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup $(BIN)/mlflow server --backend-store-uri sqlite:///$(AFFECTFLOW_HOME)/mlflow.db --default-artifact-root $(AFFECTFLOW_HOME)/mlartifacts --host 127.0.0.1 --port 5000 > $(AFFECTFLOW_HOME)/logs/mlflow.log 2>&1 & echo $$! > $(AFFECTFLOW_HOME)/mlflow.pid
-	@echo "Prefect UI: http://127.0.0.1:4200  (export PREFECT_API_URL=http://127.0.0.1:4200/api)"
-	@echo "MLflow UI:  http://127.0.0.1:5000"
+# PostgreSQL's server programs (Debian's package), for make up and the operations test; installed when absent.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
-down:
-	-for f in $(AFFECTFLOW_HOME)/prefect.pid $(AFFECTFLOW_HOME)/mlflow.pid; do [ -f $$f ] && kill $$(cat $$f) && rm $$f; done
+# The operations stack on this machine (docs/operations.md): PostgreSQL, Prefect and MLflow servers on it, a worker.
+# Prints the exports that point a shell at it. HOST=0.0.0.0 to let other machines in.
+HOST ?= 127.0.0.1
+up: $(STAMP) postgres
+	$(BIN)/affectflow servers up --host $(HOST)
+
+down: $(STAMP)
+	$(BIN)/affectflow servers down
+
+status: $(STAMP)
+	$(BIN)/affectflow servers status
 
 clean:
 	rm -rf $(AFFECTFLOW_HOME)

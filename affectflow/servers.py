@@ -146,6 +146,9 @@ class Stack:
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
+            if self._as_postgres(["test", "-r", str(pwfile)], check=False).returncode != 0:
+                raise UserError(f"PostgreSQL runs as the 'postgres' user, which cannot reach {folder}: "
+                                "let it through the folders above (chmod o+x) or choose another home")
         try:
             self._as_postgres([postgres_tool("initdb"), "-D", str(self.cluster), "-U", DB_USER,
                                f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale"])

@@ -25,9 +25,10 @@ def trained_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config
 
     The fit holds a slot of the global concurrency limit ``training`` (created by ``affectflow servers up``;
     one slot: one fit per machine or GPU at a time, later fits wait). Without a server there is no limit.
+    The slot is a lease renewed while the fit runs: if the process dies, it frees itself within a minute.
     """
     logger = get_run_logger()
-    with concurrency(TRAINING_LIMIT, occupy=1):
+    with concurrency(TRAINING_LIMIT, occupy=1, lease_duration=60):
         return run_experiment(frame, preprocess, config, classes, progress=logger.info)
 
 
