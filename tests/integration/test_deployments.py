@@ -73,3 +73,56 @@ def test_a_bad_training_setting_is_refused_before_the_run_starts(monkeypatch):
         flow.validate_parameters({"dataset": "emodb", "training": {"epochs": 0}})
     with pytest.raises(ParameterTypeError, match="face_backend"):
         flow.validate_parameters({"face_backend": "dlib"})
+
+
+class _NoAPI:
+    """A template that needs the API (``{{ prefect.blocks.* }}``) fails the offline check instead of silently
+    starting a temporary Prefect server."""
+
+    def __getattr__(self, name: str):
+        raise RuntimeError("the template needs a Prefect API")
+
+
+def _rendered(worker_type: str, template: dict, values: dict):
+    """What the Prefect server checks on `work-pool create`, then what the worker does with a flow run's job
+    variables (the server accepts templates a worker later refuses, e.g. a Kubernetes Job without
+    ``restartPolicy``: both checks are needed)."""
+    import asyncio
+
+    from prefect.server.schemas.actions import validate_base_job_template
+    from prefect.utilities.schema_tools import validate
+    from prefect_docker.worker import DockerWorker
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    worker = {"kubernetes": KubernetesWorker, "docker": DockerWorker}[worker_type]
+    validate_base_job_template(template)
+    schema = template["variables"]
+    defaults = {k: v["default"] for k, v in schema["properties"].items() if "default" in v}
+    validate({**defaults, **values}, schema, raise_on_error=True, preprocess=True, ignore_required=False,
+             allow_none_with_default=True)
+    assert set(template["job_configuration"]) <= set(worker.job_configuration.model_fields)  # no silent typos
+    return asyncio.run(worker.job_configuration.from_template_and_values(template, values, client=_NoAPI()))
+
+
+@pytest.mark.parametrize("worker_type", ["kubernetes", "docker"])
+def test_each_documented_job_template_is_valid_for_its_worker(worker_type):
+    import json
+
+    from affectflow.servers import OPS_DIR
+
+    template = json.loads((OPS_DIR / "pools" / f"{worker_type}.json").read_text())
+    values = {"image": "registry.example/affectflow:0.1.0", "env": {"CUDA_VISIBLE_DEVICES": "0"}}
+    if worker_type == "kubernetes":
+        values["gpu_count"] = 1
+    config = _rendered(worker_type, template, values)
+    assert config.env["AFFECTFLOW_HOME"] == "/data/affectflow" and config.env["CUDA_VISIBLE_DEVICES"] == "0"
+    if worker_type == "kubernetes":
+        container = config.job_manifest["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == values["image"] and container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert container["volumeMounts"][0]["mountPath"] == "/data/affectflow"
+        broken = json.loads(json.dumps(template))
+        del broken["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["restartPolicy"]
+        with pytest.raises(ValueError, match="restartPolicy"):  # pydantic's ValidationError is a ValueError
+            _rendered(worker_type, broken, values)
+    else:
+        assert config.image == values["image"] and config.volumes == ["/srv/affectflow:/data/affectflow"]

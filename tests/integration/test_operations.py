@@ -94,19 +94,23 @@ def test_the_runbook_commands_work_against_the_server(ops: Ops):
 def test_an_accepted_batch_retrains_by_itself(ops: Ops):
     from affectflow.synth import write_synthetic_batch
 
-    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=36, speakers=6, seed=3)
+    # A burst: two batches, two affectflow.batch.accepted events within the trigger's 60 s window.
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=24, speakers=6, seed=3)
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-2", clips=12, speakers=6, seed=4)
     ops.prefect("deployment", "run", "affectflow-ingest/ingest-inbox")
     ingest = ops.wait_for("affectflow-ingest/ingest-inbox", lambda r: r["state_type"] in TERMINAL, 240, "ingest")
     assert ingest["state_type"] == "COMPLETED"
 
-    # Nobody starts this run: the affectflow.batch.accepted event does, through the deployment's trigger.
+    # Nobody starts this run: the first event does, through the deployment's trigger; the second adds nothing.
     triggered = ops.wait_for("affectflow-train/train-synthetic", lambda r: True, 120, "a triggered training run")
     assert triggered["parameters"]["dataset"] == "synthetic"
-    assert triggered["created_by"] is None or triggered["created_by"].get("type") == "AUTOMATION"
+    assert triggered["created_by"]["type"] == "AUTOMATION"
     run = ops.wait_for("affectflow-train/train-synthetic", lambda r: r["state_type"] in TERMINAL, 600,
                        "the triggered training run to finish")
     assert run["state_type"] == "COMPLETED", run["state"]
     assert run["name"].startswith("train-synthetic-v-")
+    assert len(ops.flow_runs("affectflow-train/train-synthetic")) == 1  # debounced
+    assert len(_manifest(ops)) == 36  # and it trained on both batches
 
     # The registry lives in PostgreSQL and holds the new version as champion.
     import psycopg2
