@@ -165,13 +165,11 @@ class Stack:
             self._create_database(state, database)
 
     def _create_database(self, state: State, database: str) -> None:
-        env = {**os.environ, "PGPASSWORD": self.password()}
-        connect = ["-h", "127.0.0.1", "-p", str(state.pg_port), "-U", DB_USER]
-        exists = subprocess.run([postgres_tool("psql"), *connect, "-d", "postgres", "-tAc",
-                                 f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-                                check=True, capture_output=True, text=True, env=env).stdout.strip()
-        if not exists:
-            subprocess.run([postgres_tool("createdb"), *connect, database], check=True, env=env)
+        exists = subprocess.run([postgres_tool("psql"), "-h", "127.0.0.1", "-p", str(state.pg_port), "-U", DB_USER,
+                                 "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
+                                capture_output=True, text=True, env={**os.environ, "PGPASSWORD": self.password()})
+        if not exists.stdout.strip():
+            self._pg(state, "createdb", database)
 
     def _postgres_running(self) -> bool:
         if not (self.cluster / "PG_VERSION").exists():
@@ -281,6 +279,50 @@ class Stack:
         if self._postgres_running():
             progress("stopping PostgreSQL")
             self._as_postgres([postgres_tool("pg_ctl"), "-D", str(self.cluster), "-m", "fast", "stop"])
+
+    def backup(self, target: Path, progress=print) -> Path:
+        """Both databases (``pg_dump`` custom format) and MLflow's artifact store into ``target``; the servers
+        keep running (a dump is a consistent snapshot)."""
+        state = self.load()
+        if not self._postgres_running():
+            raise UserError("PostgreSQL is not running: `affectflow servers up` first")
+        target.mkdir(parents=True, exist_ok=True)
+        for database in DATABASES:
+            progress(f"dumping {database} -> {target / f'{database}.dump'}")
+            self._pg(state, "pg_dump", "-Fc", "-f", str(target / f"{database}.dump"), database)
+        progress(f"archiving {self.artifacts}")
+        shutil.make_archive(str(target / "mlflow-artifacts"), "gztar", root_dir=self.artifacts)
+        return target
+
+    def restore(self, source: Path, progress=print) -> State:
+        """Replace both databases and the artifact store with a ``backup``; servers and worker are restarted
+        (they must not hold connections to the databases being replaced)."""
+        missing = [name for name in (*(f"{d}.dump" for d in DATABASES), "mlflow-artifacts.tar.gz")
+                   if not (source / name).exists()]
+        if missing:
+            raise UserError(f"{source} is not a backup: {', '.join(missing)} missing")
+        state = self.load()
+        for name in list(state.pids):
+            stop_group(state.pids.pop(name))
+        self.save(state)
+        if not self._postgres_running():
+            self._start_postgres(state)
+        for database in DATABASES:
+            progress(f"restoring {database} from {source / f'{database}.dump'}")
+            self._pg(state, "dropdb", "--if-exists", "--force", database)
+            self._pg(state, "createdb", database)
+            self._pg(state, "pg_restore", "--no-owner", "-d", database, str(source / f"{database}.dump"))
+        progress(f"restoring {self.artifacts}")
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+        shutil.unpack_archive(str(source / "mlflow-artifacts.tar.gz"), str(self.artifacts))
+        return self.up(host=state.host, progress=progress)
+
+    def _pg(self, state: State, tool: str, *args: str) -> None:
+        """A PostgreSQL client program against this cluster, as its owner (over TCP, with the password)."""
+        done = subprocess.run([postgres_tool(tool), "-h", "127.0.0.1", "-p", str(state.pg_port), "-U", DB_USER,
+                               *args], capture_output=True, text=True, env={**os.environ, "PGPASSWORD": self.password()})
+        if done.returncode != 0:
+            raise UserError(f"{tool} {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
 
     def status(self) -> dict[str, str]:
         """Each component: running where, or stopped."""

@@ -219,6 +219,10 @@ def cmd_servers(args: argparse.Namespace) -> None:
             print(f"export {name}={shlex.quote(str(value))}")
     elif args.action == "down":
         stack.down(progress=_say)
+    elif args.action in ("backup", "restore"):
+        if not args.dir:
+            raise UserError(f"servers {args.action} needs --dir DIR")
+        getattr(stack, args.action)(Path(args.dir).resolve(), progress=_say)
     else:
         for name, status in stack.status().items():
             print(f"{name:<18} {status}")
@@ -394,8 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="up: start PostgreSQL (a cluster under <home>/servers), the Prefect server and the MLflow "
                     "tracking server (both on that PostgreSQL, MLflow with proxied artifacts), the work pools, "
                     "the 'training' concurrency limit and a worker; prints the exports for clients. down: stop "
-                    "them (data kept). status: what runs where. Runbook: docs/operations.md.")
-    servers.add_argument("action", choices=["up", "down", "status"])
+                    "them (data kept). status: what runs where. backup --dir DIR: both databases and MLflow's "
+                    "artifacts into DIR (servers keep running). restore --dir DIR: replace them with a backup "
+                    "(servers restarted). Runbook: docs/operations.md.")
+    servers.add_argument("action", choices=["up", "down", "status", "backup", "restore"])
+    servers.add_argument("--dir", help="backup/restore: the backup folder")
     servers.add_argument("--host", default="127.0.0.1",
                          help="address the Prefect and MLflow servers listen on (default 127.0.0.1; PostgreSQL "
                               "always stays on loopback)")

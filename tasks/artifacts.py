@@ -54,6 +54,6 @@ def publish_summary(dataset: str, title: str, facts: dict[str, str], links: dict
     lines = [f"## {title}", "", *(f"- **{name}**: {value}" for name, value in facts.items())]
     lines += ["", *(f"- [{name}]({url})" if url.startswith(("http://", "https://")) else f"- {name}: `{url}`"
                     for name, url in links.items())]
-    lines += ["", markdown_table([{"metric": k, "value": v} for k, v in metrics.items()])]
+    lines += ["", markdown_table([{"metric": k, "value": int(v) if k == "n" else v} for k, v in metrics.items()])]
     create_markdown_artifact(key=artifact_key(dataset, "run-summary"), markdown="\n".join(lines),
                              description=f"Summary of the latest {dataset} training run: links and test metrics.")

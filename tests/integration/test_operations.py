@@ -95,8 +95,8 @@ def test_an_accepted_batch_retrains_by_itself(ops: Ops):
     from affectflow.synth import write_synthetic_batch
 
     # A burst: two batches, two affectflow.batch.accepted events within the trigger's 60 s window.
-    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=24, speakers=6, seed=3)
-    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-2", clips=12, speakers=6, seed=4)
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=24, speakers=4, seed=3)
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-2", clips=12, speakers=2, seed=4)
     ops.prefect("deployment", "run", "affectflow-ingest/ingest-inbox")
     ingest = ops.wait_for("affectflow-ingest/ingest-inbox", lambda r: r["state_type"] in TERMINAL, 240, "ingest")
     assert ingest["state_type"] == "COMPLETED"
@@ -170,3 +170,22 @@ def test_a_worker_killed_mid_training_loses_nothing(ops: Ops):
         [champion] = cursor.fetchone()
     assert set(versions.values()) == {"READY"}  # the killed run registered nothing half-way
     assert len(versions) == 2 and champion in versions
+
+
+def test_backup_and_restore_bring_back_registry_runs_and_artifacts(ops: Ops, tmp_path: Path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=ops.stack.api_urls(ops.state)["MLFLOW_TRACKING_URI"])
+    versions = {v.version for v in client.search_model_versions("name = 'affectflow-synthetic'")}
+    ops.stack.backup(tmp_path / "backup", progress=lambda message: None)
+
+    client.delete_registered_model("affectflow-synthetic")  # a bad day: the registry and artifacts are lost
+    shutil.rmtree(ops.stack.artifacts)
+    ops.state = ops.stack.restore(tmp_path / "backup", progress=lambda message: None)
+
+    client = MlflowClient(tracking_uri=ops.stack.api_urls(ops.state)["MLFLOW_TRACKING_URI"])
+    assert {v.version for v in client.search_model_versions("name = 'affectflow-synthetic'")} == versions
+    assert client.get_model_version_by_alias("affectflow-synthetic", "champion").version in versions
+    assert list(ops.stack.artifacts.rglob("MLmodel"))
+    assert len(ops.flow_runs("affectflow-train/train-synthetic")) == 3  # Prefect's history came back too
+    assert ops.stack.status()["worker-affectflow"].startswith("running")
