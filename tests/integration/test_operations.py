@@ -131,6 +131,44 @@ def test_an_accepted_batch_retrains_by_itself(ops: Ops):
     assert list(ops.stack.artifacts.rglob("MLmodel"))
 
 
+def test_a_quarantined_batch_reaches_the_documented_webhook(ops: Ops):
+    import http.server
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        subprocess.run([sys.executable, str(ROOT / "ops" / "quarantine_alert.py"),
+                        f"http://127.0.0.1:{server.server_port}/hook"], check=True, capture_output=True,
+                       env={**os.environ, **ops.stack.worker_env(ops.state)})
+        bad = ops.stack.home / "inbox" / "synthetic-bad"
+        bad.mkdir(parents=True)
+        (bad / "labels.csv").write_text("path,speaker\nclip.mp4,s1\n")  # no dataset, no emotion column
+        ops.prefect("deployment", "run", "affectflow-ingest/ingest-inbox")
+        deadline = time.monotonic() + 180
+        while not received and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        server.shutdown()
+    assert received, "no notification within 180 s"
+    assert "synthetic-bad" in received[0]["text"] and received[0]["title"] == "affectflow: batch quarantined"
+    assert (ops.stack.home / "quarantine" / "synthetic-bad" / "report.md").exists()
+
+
 def _manifest(ops: Ops) -> pd.DataFrame:
     return pd.read_parquet(ops.stack.home / "datasets" / "synthetic" / "manifest.parquet")
 
