@@ -35,6 +35,7 @@ typical session:
   affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
   affectflow predict clip.mp4                  # JSON prediction from the champion
   affectflow serve --port 3000                 # bentoml serve the champion's Bento
+  affectflow servers up                        # PostgreSQL + Prefect and MLflow servers + a worker (make up)
 
 Errors you can fix (a bad option value, an unknown dataset, a missing file) are one line on stderr and exit
 status 2; --debug shows the traceback.
