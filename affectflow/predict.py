@@ -13,13 +13,27 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from affectflow.arrays import MODALITIES
 from affectflow.backbone import bundled, require_backbone
 from affectflow.config import PreprocessConfig, with_backbone
+from affectflow.errors import UserError
 from affectflow.features import ClipFeatures, blank_features, extract_features, stack_inputs, warm_up
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 
 MODEL_FILENAME = "model.keras"
+# Why a modality of an upload cannot be used: what an answer without it says.
+MISSING = {"audio": "no speech (the audio track is missing or silent)", "video": "no video frames",
+           "face": "no face in the sampled frames"}
+
+
+class UnusableClipError(UserError, ValueError):
+    """A readable clip in which none of the modalities the model uses is present: no honest answer."""
+
+
+def found_modalities(record: ClipFeatures) -> dict[str, bool]:
+    """Which modalities an upload actually has: audio that is not silence, video frames, a face."""
+    return {"video": bool(record.video_mask), "audio": bool(record.audio_mask), "face": record.face_frames > 0}
 
 
 @dataclass(frozen=True)
@@ -32,18 +46,19 @@ class ModelCard:
     model_version: str = "unregistered"
     dataset_version: str = "unknown"
     speaker_norm: bool = False    # trained on speaker-aligned audio: evaluate a batch aligned the same way
+    dataset: str = "unknown"      # whose model: names its MLflow model, BentoML model and Bento
 
     def to_dict(self) -> dict:
         return {"classes": list(self.classes), "preprocess": self.preprocess.to_dict(), "task": self.task,
                 "model_version": self.model_version, "dataset_version": self.dataset_version,
-                "speaker_norm": self.speaker_norm}
+                "speaker_norm": self.speaker_norm, "dataset": self.dataset}
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelCard:
         return cls(classes=tuple(data["classes"]), preprocess=PreprocessConfig.from_dict(data["preprocess"]),
                    task=data["task"], model_version=str(data.get("model_version", "unregistered")),
                    dataset_version=str(data.get("dataset_version", "unknown")),
-                   speaker_norm=bool(data.get("speaker_norm", False)))
+                   speaker_norm=bool(data.get("speaker_norm", False)), dataset=str(data.get("dataset", "unknown")))
 
 
 def extraction_config(model: keras.Model, cfg: PreprocessConfig) -> PreprocessConfig:
@@ -63,6 +78,8 @@ class Predictor:
         self.model = model
         self.card = card
         self.extraction = extraction_config(model, card.preprocess)
+        names = set(input_names(model))
+        self.modalities = tuple(m for m, inputs in MODALITIES.items() if names & set(inputs))  # what it uses
 
     @classmethod
     def from_dir(cls, folder: str | Path, card: dict | ModelCard) -> Predictor:
@@ -82,7 +99,7 @@ class Predictor:
         results = []
         for i, record in enumerate(records):
             result: dict = {"model_version": self.card.model_version,
-                            "modalities": {"video": bool(record.video_mask), "audio": bool(record.audio_mask)}}
+                            "modalities": {"used": list(self.modalities), "found": found_modalities(record)}}
             if EMOTION_OUTPUT in outputs:
                 probs = outputs[EMOTION_OUTPUT][i]
                 result["emotion"] = self.card.classes[int(np.argmax(probs))]
@@ -100,5 +117,11 @@ class Predictor:
         self.predict_features([blank_features(self.extraction)])
 
     def predict_clip(self, path: str | Path) -> dict:
-        """Decode, extract features and predict; raises ``MediaError`` for unusable files."""
-        return self.predict_features([extract_features(path, self.extraction)])[0]
+        """Decode, extract features and predict. Raises ``MediaError`` for a file that does not decode and
+        ``UnusableClipError`` for one without any modality the model uses (an audio model and a silent clip)."""
+        record = extract_features(path, self.extraction)
+        found = found_modalities(record)
+        if not any(found[m] for m in self.modalities):
+            raise UnusableClipError(f"{path}: nothing this model can use: "
+                                    + "; ".join(MISSING[m] for m in self.modalities))
+        return self.predict_features([record])[0]

@@ -23,6 +23,7 @@ from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_set
 from affectflow.crossval import CrossValidation
 from affectflow.errors import UserError
 from affectflow.model import input_names
+from affectflow.names import dataset_of, model_name
 from affectflow.predict import ModelCard, Predictor
 from affectflow.reports import RunReport
 from affectflow.training import TrainingResult
@@ -44,17 +45,14 @@ class RegisteredModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def model_name(dataset: str) -> str:
-    return f"affectflow-{dataset}"
-
-
 def configure(paths: Paths, experiment: str = "affectflow") -> str:
     """Point MLflow at the home's store and make sure the experiment exists; returns its id."""
+    users = user_setting("MLFLOW_TRACKING_URI")  # a server of the user's stays theirs
     uri = paths.mlflow_tracking_uri
     for name in QUIET_LOGGERS:  # a new store's set-up lines read like a problem to a first-time user
         logging.getLogger(name).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
-    if uri != user_setting("MLFLOW_TRACKING_URI"):  # the home's store: MLflow exports it; another home replaces it
+    if users is None:  # the home's store: MLflow exports it; another home must be able to replace it
         remember_setting("MLFLOW_TRACKING_URI", uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
@@ -139,6 +137,29 @@ def log_crossval(cv: CrossValidation, dataset: str, dataset_version: str, prepro
         mlflow.log_metrics(cv.flat_metrics())
         mlflow.log_artifacts(str(folder), "crossval")
     return run.info.run_id
+
+
+def champion_datasets() -> list[str]:
+    """The datasets whose registered model has a champion (what ``predict`` can answer from)."""
+    found = MlflowClient().search_registered_models(f"name LIKE '{model_name('')}%'")
+    return sorted(dataset for model in found if CHAMPION in (model.aliases or {})
+                  and (dataset := dataset_of(model.name)) is not None)
+
+
+def models_overview(bentos: Mapping[str, str]) -> list[dict]:
+    """Per dataset with a registered model: its champion and newest version (URIs) and ``bentos[dataset]``."""
+    rows = []
+    for model in MlflowClient().search_registered_models(f"name LIKE '{model_name('')}%'"):
+        dataset = dataset_of(model.name)
+        if dataset is None:
+            continue
+        versions = MlflowClient().search_model_versions(f"name = '{model.name}'")
+        newest = max((int(v.version) for v in versions), default=None)
+        current = (model.aliases or {}).get(CHAMPION)
+        rows.append({"dataset": dataset, "champion": f"models:/{model.name}/{current}" if current else None,
+                     "latest": f"models:/{model.name}/{newest}" if newest else None,
+                     "bento": bentos.get(dataset)})
+    return sorted(rows, key=lambda row: row["dataset"])
 
 
 def champion(name: str) -> RegisteredModel | None:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from affectflow.config import get_paths
 from affectflow.errors import UserError
 
 DATABASES = ("prefect", "mlflow")
@@ -194,7 +195,7 @@ class Stack:
     def worker_env(self, state: State) -> dict[str, str]:
         """The worker and the flow runs it starts: clients of these servers, in this home and project."""
         return {**self.api_urls(state), "AFFECTFLOW_HOME": str(self.home), "AFFECTFLOW_PROJECT_DIR": str(self.project),
-                "PREFECT_HOME": str(self.root / "prefect"), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+                "BENTOML_HOME": str(get_paths(self.home).bentoml_home), "PREFECT_HOME": str(self.root / "prefect"), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def _start_prefect(self, state: State) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
-import subprocess
 import sys
 import time
 import typing
@@ -33,8 +33,9 @@ typical session:
   affectflow train --dataset synthetic         # train, register, promote, package
   affectflow train --dataset emodb --cv 7      # leave-one-speaker-out cross-validation report
   affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
-  affectflow predict clip.mp4                  # JSON prediction from the champion
-  affectflow serve --port 3000                 # bentoml serve the champion's Bento
+  affectflow predict clip.mp4 [--dataset NAME] # JSON prediction from the dataset's champion
+  affectflow serve --dataset NAME --port 3000  # bentoml serve the dataset's champion (its newest Bento)
+  affectflow models                            # champion, newest version and Bento per dataset
   affectflow servers up                        # PostgreSQL + Prefect and MLflow servers + a worker (make up)
 
 Errors you can fix (a bad option value, an unknown dataset, a missing file) are one line on stderr and exit
@@ -191,20 +192,54 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from affectflow.registry import champion_uri, configure, load_predictor
+    from affectflow.cache import expand_clips
+    from affectflow.packaging import choose_dataset
+    from affectflow.registry import champion_datasets, champion_uri, configure, load_predictor
 
     configure(activate_home(args.home))
-    predictor = load_predictor(args.model or champion_uri(args.dataset))
-    _emit({"clip": args.clip, **predictor.predict_clip(args.clip)})
+    clips = expand_clips(args.clips)
+    predictor = load_predictor(args.model or champion_uri(choose_dataset(champion_datasets(), args.dataset,
+                                                                         "champion")))
+    if len(clips) == 1:  # one clip: its prediction, or one error line (exit 2)
+        _emit({"clip": str(clips[0]), **predictor.predict_clip(clips[0])})
+        return
+    failed = 0
+    for clip in clips:  # the model is loaded once; each line says how long its clip took
+        started = time.perf_counter()
+        try:
+            line = {"clip": str(clip), **predictor.predict_clip(clip)}
+        except UserError as err:
+            line, failed = {"clip": str(clip), "error": str(err)}, failed + 1
+        _emit({**line, "seconds": round(time.perf_counter() - started, 3)})
+    if failed:
+        raise SystemExit(1)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from affectflow.packaging import SERVICE_NAME, serve_command
+    from affectflow.packaging import choose_dataset, serve_command, served_datasets
 
     activate_home(args.home)
-    command = serve_command(args.bento or f"{SERVICE_NAME}:latest", args.port)
-    _say(f"$ {shlex.join(command)}")
-    raise SystemExit(subprocess.call(command))
+    if args.bento:
+        tag = args.bento
+    else:
+        served = served_datasets()
+        tag = served[choose_dataset(sorted(served), args.dataset, "Bento")]
+    command = serve_command(tag, args.port, args.host)
+    _say(f"$ BENTOML_HOME={shlex.quote(os.environ['BENTOML_HOME'])} {shlex.join(command)}")
+    # The server takes this process's place: a SIGTERM to `affectflow serve` reaches bentoml serve itself.
+    os.execv(command[0], command)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from affectflow.packaging import served_datasets
+    from affectflow.registry import configure, models_overview
+
+    configure(activate_home(args.home))
+    rows = models_overview(served_datasets())
+    for row in rows:
+        _say(f"{row['dataset']:<12} champion {row['champion'] or '-':<26} latest {row['latest']:<26} "
+             f"bento {row['bento'] or '-'}")
+    _emit(rows)
 
 
 def cmd_servers(args: argparse.Namespace) -> None:
@@ -383,16 +418,28 @@ def build_parser() -> argparse.ArgumentParser:
                                "was trained, i.e. on for models trained with speaker normalisation)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="predict emotion and [arousal, valence] for one clip")
-    predict.add_argument("clip", help="video (or audio) file")
+    predict = sub.add_parser(
+        "predict", help="predict emotion and [arousal, valence] for clips (JSON lines)",
+        description="One clip: its prediction as JSON, or an error (exit 2). Several clips or folders: the "
+                    "model is loaded once, one JSON line per clip with its time in seconds; clips that cannot "
+                    "be used get an error line and the exit status is 1.")
+    predict.add_argument("clips", nargs="+", metavar="CLIP", help="video or audio files, or folders of them")
     predict.add_argument("--model", help="MLflow model URI (default: the dataset's champion)")
-    predict.add_argument("--dataset", default=DEMO_DATASET, help="whose champion to use (default synthetic)")
+    predict.add_argument("--dataset", help="whose champion to use (needed only when several datasets have one)")
     predict.set_defaults(func=cmd_predict)
 
-    serve = sub.add_parser("serve", help="serve the champion's Bento over HTTP (bentoml serve)")
+    serve = sub.add_parser(
+        "serve", help="serve a dataset's champion over HTTP (bentoml serve of its newest Bento)",
+        description="Serves the Bento affectflow-<dataset>:latest, built when the dataset's champion was last "
+                    "promoted. Prints the equivalent bentoml command (for a fresh shell or a container).")
+    serve.add_argument("--dataset", help="whose champion to serve (needed only when several datasets have a Bento)")
+    serve.add_argument("--bento", help="serve this Bento tag instead, e.g. affectflow-emodb:<version>")
     serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--bento", help="Bento tag (default: the latest affectflow Bento)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="per dataset: the champion, the newest registered version, the Bento")
+    models.set_defaults(func=cmd_models)
 
     servers = sub.add_parser(
         "servers", help="the operations stack: PostgreSQL, Prefect server, MLflow server, a worker",

@@ -2,7 +2,7 @@
 
 Run from the repository root (or serve a Bento built by ``affectflow.packaging.build_bento``)::
 
-    AFFECTFLOW_MODEL_TAG=affectflow-emotion:latest bentoml serve serving.service:EmotionService --port 3000
+    AFFECTFLOW_MODEL_TAG=affectflow-synthetic:latest bentoml serve serving.service:EmotionService --port 3000
     curl -F video=@clip.mp4 http://127.0.0.1:3000/predict
     curl -X POST http://127.0.0.1:3000/metadata
 
@@ -36,16 +36,19 @@ os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
 import bentoml  # noqa: E402
 
 from affectflow.media import MediaError  # noqa: E402
-from affectflow.packaging import BENTO_MODEL_NAME, MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
-from affectflow.predict import Predictor  # noqa: E402
+from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
+from affectflow.predict import Predictor, UnusableClipError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 
 def model_tag() -> str:
-    """The model to serve: the tag a Bento was built with, else ``$AFFECTFLOW_MODEL_TAG``, else the latest."""
-    pinned = getattr(bentoml.use_arguments(), MODEL_TAG_ARG, None)
-    return pinned or os.environ.get(MODEL_TAG_ENV) or f"{BENTO_MODEL_NAME}:latest"
+    """The model to serve: the tag a Bento was built with, else ``$AFFECTFLOW_MODEL_TAG``."""
+    chosen = getattr(bentoml.use_arguments(), MODEL_TAG_ARG, None) or os.environ.get(MODEL_TAG_ENV)
+    if not chosen:
+        raise RuntimeError(f"which model? set {MODEL_TAG_ENV}=affectflow-<dataset>:<version|latest> "
+                           "(or serve a Bento: affectflow serve --dataset NAME)")
+    return chosen
 
 
 @bentoml.service(name=SERVICE_NAME, traffic={"timeout": 120})
@@ -60,17 +63,22 @@ class EmotionService:
 
     @bentoml.api(route="/predict")
     def predict(self, video: Path, ctx: bentoml.Context) -> dict:
-        """``emotion``, ``probabilities``, ``arousal``, ``valence``, ``model_version``, ``modalities``.
+        """``emotion``, ``probabilities``, ``arousal``, ``valence``, ``model_version``, ``modalities`` (``used``:
+        the model's; ``found``: which the upload has).
 
-        An unusable file is answered with 400 and ``{"error": ...}``. The status is set here rather than by
+        A file that does not decode is answered with 400 and ``{"error": ...}``; one that decodes but has none
+        of the modalities the model uses (silence for an audio model) with 422 and the reason. The status is set here rather than by
         raising ``InvalidArgument``, whose 4xx body BentoML 1.4 wraps in a list (``[{"error": ...}]``).
         """
         try:
             return self.predictor.predict_clip(video)
-        except MediaError as err:
+        except (MediaError, UnusableClipError) as err:
             # The message names the server's temp copy of the upload: keep the reason, drop the path.
             reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
             logger.info("rejected an upload: %s", reason)
+            if isinstance(err, UnusableClipError):  # decodes, but holds nothing the model can judge
+                ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+                return {"error": reason, "modalities": {"used": list(self.predictor.modalities)}}
             ctx.response.status_code = HTTPStatus.BAD_REQUEST
             return {"error": f"not a usable video: {reason}"}
 

@@ -10,7 +10,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from affectflow.config import PreprocessConfig, TrainConfig, get_paths
 from affectflow.crossval import CrossValidation, cross_validate, write_report
-from affectflow.registry import configure, log_crossval, model_name
+from affectflow.names import model_name
+from affectflow.registry import configure, log_crossval
 from tasks.artifacts import artifact_key, markdown_with_image
 from tasks.policies import TRAINING_TIMEOUT_S
 

@@ -38,7 +38,7 @@ def registered_model(experiment: Experiment, dataset: str, dataset_version: str,
     """Log the run (params, curves, report, model) and register a new model version."""
     configure(get_paths(home))
     card = ModelCard(experiment.classes, preprocess, config.task, dataset_version=dataset_version,
-                     speaker_norm=config.speaker_norm)
+                     speaker_norm=config.speaker_norm, dataset=dataset)
     splits = experiment.frame["split"].value_counts()
     with tempfile.TemporaryDirectory() as tmp:
         report = experiment_report(experiment, Path(tmp))

@@ -17,7 +17,7 @@ from affectflow.features import (
     stack_inputs,
 )
 from affectflow.model import input_names
-from affectflow.packaging import model_store, save_to_bentoml
+from affectflow.packaging import save_to_bentoml, stored_model
 from affectflow.predict import ModelCard, Predictor
 from affectflow.registry import configure, load_predictor, log_training
 from affectflow.reports import RunReport
@@ -43,7 +43,7 @@ def test_a_model_trained_on_embeddings_predicts_and_needs_its_backbone(exported,
     assert np.mean(np.array(predicted) == labels) >= 0.9
     clip = make_clip("new.mp4", seconds=0.6)
     result = predictor.predict_clip(clip)
-    assert result["emotion"] in CLASSES and result["modalities"]["video"]
+    assert result["emotion"] in CLASSES and result["modalities"]["used"] == ["video"]  # backbone embeddings
     tag = save_to_bentoml(model, predictor.card)
     configure(home)
     registered = log_training(trained, predictor.card, FAST, "toy", stack_inputs(records[:2], input_names(model)), {},
@@ -52,8 +52,8 @@ def test_a_model_trained_on_embeddings_predicts_and_needs_its_backbone(exported,
     (tmp_path / "backbone.keras").unlink()
     with pytest.raises(BackboneError, match=r"trained with backbone [0-9a-f]{16} at .*backbone.keras; file not found"):
         Predictor(model, ModelCard(tuple(CLASSES), cfg, "classification"))
-    stored = model_store().get(tag)  # the packaged model carries its own copy of the backbone
-    packaged = Predictor.from_dir(stored.path, stored.info.metadata)
+    stored = stored_model(tag)  # the packaged model carries its own copy of the backbone
+    packaged = Predictor.from_dir(stored.path, stored.metadata)
     assert packaged.predict_clip(clip)["probabilities"] == pytest.approx(result["probabilities"], abs=1e-5)
     logged = load_predictor(registered.uri)  # so does the MLflow run
     assert logged.predict_clip(clip)["probabilities"] == pytest.approx(result["probabilities"], abs=1e-5)

@@ -47,13 +47,16 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     assert metrics["n"] == 72  # three held-out speakers x 24 clips: every test clip evaluated
     assert metrics["uar"] > 2 * CHANCE, metrics  # learning happened, on speakers never seen in training
     assert metrics["ccc_arousal"] > 0.2 and metrics["ccc_valence"] > 0.2, metrics
-    assert summary["promoted"] and summary["bento"].startswith("affectflow:")
+    assert summary["promoted"] and summary["bento"].startswith("affectflow-synthetic:")
 
-    with get_client(sync_client=True) as prefect:  # read_artifacts() sends nulls this server rejects
+    with get_client(sync_client=True) as prefect:
         response = prefect.request("POST", "/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"})
-        keys = {artifact["key"] for artifact in response.json()}
-    assert {"ingest-results", "quarantine-report", "training-curves", "test-confusion-matrix",
-            "champion-decision", "test-by-group", "test-ablation"} <= keys
+        artifacts = {artifact["key"]: artifact for artifact in response.json()}
+    per_dataset = {f"synthetic-{kind}" for kind in ("quarantine-report", "training-curves", "test-confusion-matrix",
+                                                    "champion-decision", "test-by-group", "test-ablation",
+                                                    "run-summary", "preprocessing")}
+    assert {"ingest-results", *per_dataset} <= set(artifacts)
+    assert all(artifacts[key]["description"] for key in per_dataset)
 
     client = MlflowClient()
     version = client.get_model_version_by_alias("affectflow-synthetic", "champion")
@@ -84,6 +87,9 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     prediction = run_cli("predict", str(tmp_path / "unseen" / unseen["path"][0]), home=home)
     assert prediction["emotion"] in SYNTH_EMOTIONS
     assert -1 <= prediction["arousal"] <= 1 and -1 <= prediction["valence"] <= 1
+    clips = [str(tmp_path / "unseen" / path) for path in unseen["path"][:2]]
+    last = run_cli("predict", *clips, "--dataset", "synthetic", home=home)  # one model load, a line per clip
+    assert last["clip"] == clips[1] and last["seconds"] > 0 and last["emotion"] in SYNTH_EMOTIONS
 
 
 def test_cross_validation_from_the_cli(home, tmp_path):

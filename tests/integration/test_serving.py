@@ -14,21 +14,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import shared_data
 
-from affectflow.arrays import TRAINING_INPUTS
+from affectflow.arrays import MODALITIES, TRAINING_INPUTS
 from affectflow.config import PreprocessConfig, TrainConfig
 from affectflow.features import blank_features, stack_inputs
 from affectflow.model import build_model
 from affectflow.packaging import (
-    BENTO_MODEL_NAME,
     MODEL_TAG_ENV,
     PROJECT_ROOT,
     SERVICE_IMPORT,
-    bento_store,
     build_bento,
-    model_store,
     save_to_bentoml,
     serve_command,
+    served_datasets,
+    stored_model,
 )
 from affectflow.predict import ModelCard, Predictor
 
@@ -36,13 +36,25 @@ CLASSES = ("anger", "happiness", "sadness")
 READY_TIMEOUT_S = 90
 
 
-def save_model(model_version: str) -> str:
-    """A small untrained multitask model saved to the current BentoML store; returns its tag."""
+def save_model(model_version: str, dataset: str = "toy", modalities: tuple[str, ...] = ("video", "audio", "face")) -> str:
+    """A small untrained multitask model of ``dataset`` taking ``modalities``, saved to the current BentoML
+    store; returns its tag."""
     cfg = PreprocessConfig()
-    shapes = {name: array.shape[1:] for name, array in stack_inputs([blank_features(cfg)], TRAINING_INPUTS).items()}
+    inputs = [name for name in TRAINING_INPUTS if any(name in MODALITIES[m] for m in modalities)]
+    shapes = {name: array.shape[1:] for name, array in stack_inputs([blank_features(cfg)], inputs).items()}
     model = build_model(CLASSES, shapes, TrainConfig(hidden_units=16))
-    card = ModelCard(CLASSES, cfg, "multitask", model_version=model_version, dataset_version="test-ds")
+    card = ModelCard(CLASSES, cfg, "multitask", model_version=model_version, dataset_version="test-ds",
+                     dataset=dataset)
     return save_to_bentoml(model, card)
+
+
+def bento_info(tag: str) -> dict:
+    """``bentoml get TAG -o json``: what a user sees of a Bento."""
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "bentoml", "get", tag, "-o", "json"], check=True,
+                         capture_output=True, text=True, env={**os.environ, "BENTOML_DO_NOT_TRACK": "true"}).stdout
+    return json.loads(out)
 
 
 @pytest.fixture
@@ -120,11 +132,12 @@ def upload(url: str, content: bytes, content_type: str = "application/octet-stre
 def test_saved_model_carries_its_card_and_loads_for_prediction(store, make_clip):
     tag = save_model("v1")
 
-    stored = model_store().get(f"{BENTO_MODEL_NAME}:latest")
-    assert str(stored.tag) == tag
-    assert stored.info.labels["model_version"] == "v1"
-    assert stored.info.labels["preprocess"] == PreprocessConfig().hash()
-    predictor = Predictor.from_dir(stored.path, stored.info.metadata)
+    stored = stored_model("affectflow-toy:latest")
+    assert stored.tag == tag and tag.startswith("affectflow-toy:")  # one name per dataset
+    assert stored.labels["model_version"] == "v1" and stored.labels["dataset"] == "toy"
+    assert stored.labels["preprocess"] == PreprocessConfig().hash()
+    assert stored.labels["classes"] == " ".join(CLASSES)
+    predictor = Predictor.from_dir(stored.path, stored.metadata)
     assert predictor.card.classes == CLASSES
     result = predictor.predict_clip(make_clip("clip.mp4"))
     assert result["emotion"] in CLASSES and result["model_version"] == "v1"
@@ -147,7 +160,8 @@ def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_cli
             assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
             assert -1.0 <= body["arousal"] <= 1.0 and -1.0 <= body["valence"] <= 1.0
             assert body["model_version"] == "v1"
-            assert body["modalities"] == {"video": True, "audio": True}
+            assert body["modalities"]["found"] == {"video": True, "audio": True, "face": False}  # test pattern
+            assert {"video", "audio"} <= set(body["modalities"]["used"])
 
         garbage = upload(url, os.urandom(4096))
         assert garbage.status_code == 400
@@ -165,13 +179,69 @@ def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_cli
 @pytest.mark.slow
 def test_bento_keeps_serving_its_pinned_model_after_newer_ones(store, tmp_path):
     pinned = save_model("v1")
-    bento_tag = build_bento(f"{BENTO_MODEL_NAME}:latest")
+    bento_tag = build_bento(pinned)
     newer = save_model("v2")
+    other = build_bento(save_model("v1", dataset="other"))
 
-    bento = bento_store().get(bento_tag)
-    assert [str(model.tag) for model in bento.info.all_models] == [pinned]
+    bento = bento_info(bento_tag)
+    assert bento["name"] == "affectflow-toy" and bento["labels"]["dataset"] == "toy"
+    assert [model["tag"] for model in bento["services"][0]["models"]] == [pinned]
+    assert served_datasets() == {"toy": bento_tag, "other": other}  # each dataset its own Bento
     port = free_port()
     env = server_env(store, **{MODEL_TAG_ENV: newer})
     with serving(serve_command(bento_tag, port), port, env, tmp_path / "serve.log") as url:
         card = httpx.post(f"{url}/metadata", timeout=10).json()
     assert card["model_tag"] == pinned and card["model_version"] == "v1"
+
+    # `affectflow serve --dataset` serves that dataset's Bento; SIGTERM to it stops the whole server.
+    port = free_port()
+    cmd = [sys.executable, "-m", "cli", "--home", str(store.home), "serve", "--dataset", "other", "--port", str(port)]
+    log_path = tmp_path / "affectflow-serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=server_env(store), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            wait_ready(proc, f"http://127.0.0.1:{port}", log_path)
+            card = httpx.post(f"http://127.0.0.1:{port}/metadata", timeout=10).json()
+            assert card["dataset"] == "other" and card["model_tag"] == bento_info(other)["services"][0]["models"][0]["tag"]
+            proc.send_signal(signal.SIGTERM)  # to the command, not its process group: as a supervisor would
+            proc.wait(timeout=60)
+        finally:
+            stop(proc)
+    with socket.socket() as probe:  # nothing of the server is left listening
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert "BENTOML_HOME=" in log_tail(log_path)  # the equivalent bentoml command, for a fresh shell
+
+
+@pytest.mark.slow
+def test_an_audio_model_answers_422_when_there_is_no_speech(store, make_clip, tmp_path):
+    import imageio_ffmpeg
+
+    tag = save_model("v1", dataset="speech", modalities=("audio",))
+    silent = tmp_path / "silent.mp4"  # a video whose audio track is digital silence
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=96x96:rate=25:duration=1", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+                    "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(silent)], check=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
+    with serving(cmd, port, server_env(store, **{MODEL_TAG_ENV: tag}), tmp_path / "serve.log") as url:
+        for clip in (silent, make_clip("mute.mp4", audio=False)):
+            response = upload(url, clip.read_bytes())
+            assert response.status_code == 422, response.text
+            assert response.json() == {"error": "nothing this model can use: no speech (the audio track is "
+                                                "missing or silent)", "modalities": {"used": ["audio"]}}
+        speech = shared_data("emodb", "03a01Fa.wav")
+        answered = upload(url, speech.read_bytes()).json()
+        assert answered["emotion"] in CLASSES
+        assert answered["modalities"] == {"used": ["audio"], "found": {"video": False, "audio": True, "face": False}}
+
+
+def test_serving_needs_a_dataset_when_several_have_a_bento(store, capsys):
+    from cli.main import main
+
+    for dataset in ("toy", "other"):
+        build_bento(save_model("v1", dataset=dataset))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(store.home), "serve"])
+    assert exit_info.value.code == 2
+    assert "choose one with --dataset (other, toy)" in capsys.readouterr().err

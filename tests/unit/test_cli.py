@@ -7,7 +7,8 @@ import pytest
 from affectflow.config import TrainConfig
 from cli.main import build_parser, main, training_config
 
-COMMANDS = ["demo", "synth", "datasets", "preprocess", "ingest", "train", "evaluate", "predict", "serve"]
+COMMANDS = ["demo", "synth", "datasets", "preprocess", "ingest", "train", "evaluate", "predict", "serve", "models",
+            "servers"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -36,6 +37,8 @@ def user_error(argv: list[str], capsys) -> str:
     (["train", "--dataset", "nope", "--val-fraction", "0.6", "--test-fraction", "0.5"], "leave speakers to train on"),
     (["train", "--dataset", "nope", "--config", "{tmp}/missing.toml"], "does not exist"),
     (["predict", "{tmp}/missing.mp4", "--model", "runs:/0/model"], ""),
+    (["predict", "{tmp}/clip.mp4"], "no champion yet: train a dataset first"),
+    (["predict", "{tmp}/clip.mp4", "--dataset", "emodb"], "no champion for dataset 'emodb' (available: none yet)"),
 ])
 def test_user_errors_are_one_line_and_status_2(argv, says, home, tmp_path, capsys):
     argv = ["--home", str(home.home), *(a.format(tmp=tmp_path) for a in argv)]
