@@ -15,19 +15,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from affectflow.arrays import MODALITIES, Arrays
+from affectflow.arrays import MODALITIES, Arrays, model_modalities
 from affectflow.evaluation import evaluate
-from affectflow.model import input_names
 from affectflow.tables import markdown_table
 
 # The metrics an ablation table shows, in this order, when the model has them.
 ABLATION_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean")
-
-
-def model_modalities(model: keras.Model) -> list[str]:
-    """The modalities ``model`` has an encoder for (their mask is one of its inputs)."""
-    names = set(input_names(model))
-    return [m for m, (mask, *_) in MODALITIES.items() if mask in names]
 
 
 def ablation_views(modalities: Sequence[str]) -> dict[str, tuple[str, ...]]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
 from affectflow.labels import AFFECT_DIMENSIONS
-from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT
+from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 
 # Everything a record offers: frames, face (features, crops, mask), MFCC with deltas and log-mel, masks.
 TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
@@ -29,6 +29,12 @@ MODALITIES: dict[str, tuple[str, ...]] = {
     "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS),
     "face": ("face_mask", "face", "face_crops"),
 }
+
+
+def model_modalities(model) -> list[str]:
+    """The modalities ``model`` has an encoder for (their mask is one of its inputs)."""
+    names = set(input_names(model))
+    return [m for m, (mask, *_) in MODALITIES.items() if mask in names]
 
 
 @dataclass

@@ -250,6 +250,8 @@ class TrainConfig:
     speaker_norm: bool = option(True, "align each speaker's audio feature statistics (their unlabelled audio)")
     refit: bool = option(False, "after early stopping, refit on train + validation for the best epoch count")
     finetune_backbone: bool = option(False, "train the --backbone inside the model (a .keras file; slow on CPU)")
+    promote_min_uar: float = option(2.0, "promotion floor: test UAR at least this many times chance (0: none)")
+    promote_min_ccc: float = option(0.3, "promotion floor: mean test CCC of [arousal, valence] (affect heads)")
 
     def __post_init__(self) -> None:
         checks = {
@@ -259,7 +261,8 @@ class TrainConfig:
             "hidden_units": self.hidden_units >= 1, "patience": self.patience >= 1, "min_epochs": self.min_epochs >= 0,
             "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 < self.test_fraction < 1,
             "spec_augment": self.spec_augment >= 0, "shared_layers": 0 <= self.shared_layers <= 2,
-            "modality_dropout": 0 <= self.modality_dropout < 1,
+            "modality_dropout": 0 <= self.modality_dropout < 1, "promote_min_uar": self.promote_min_uar >= 0,
+            "promote_min_ccc": -1 <= self.promote_min_ccc <= 1,
             "task": self.task in typing.get_args(Task), "audio_encoder": self.audio_encoder in typing.get_args(AudioEncoder),
         }
         wrong = [name for name, ok in checks.items() if not ok]

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from affectflow.arrays import MODALITIES
+from affectflow.arrays import model_modalities
 from affectflow.backbone import bundled, require_backbone
 from affectflow.config import PreprocessConfig, with_backbone
 from affectflow.errors import UserError
@@ -78,8 +78,7 @@ class Predictor:
         self.model = model
         self.card = card
         self.extraction = extraction_config(model, card.preprocess)
-        names = set(input_names(model))
-        self.modalities = tuple(m for m, inputs in MODALITIES.items() if names & set(inputs))  # what it uses
+        self.modalities = tuple(model_modalities(model))  # what it uses
 
     @classmethod
     def from_dir(cls, folder: str | Path, card: dict | ModelCard) -> Predictor:

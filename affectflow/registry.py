@@ -124,7 +124,22 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
             result.model, name="model", signature=infer_signature(sample_inputs, outputs),
             registered_model_name=name, pip_requirements=MODEL_REQUIREMENTS, metadata=card.to_dict(),
         )
-    return RegisteredModel(name, str(info.registered_model_version), run.info.run_id)
+    registered = RegisteredModel(name, str(info.registered_model_version), run.info.run_id)
+    _describe(registered, card, result.metrics)
+    return registered
+
+
+def _describe(model: RegisteredModel, card: ModelCard, metrics: Mapping[str, float]) -> None:
+    """What the registry's version page says: whose model, on which data, how good, where the report is."""
+    client = MlflowClient()
+    headline = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence")
+                         if k in metrics)
+    client.update_model_version(model.name, model.version, description=(
+        f"{card.dataset} {card.dataset_version}, {card.task}, classes {', '.join(card.classes)}. Test (unseen "
+        f"speakers): {headline}. Report: the run's plots/ and reports/ (runs:/{model.run_id})."))
+    for key, value in {"dataset": card.dataset, "dataset_version": card.dataset_version, "task": card.task,
+                       **{f"test_{k}": f"{metrics[k]:.4f}" for k in ("uar", "ccc_mean") if k in metrics}}.items():
+        client.set_model_version_tag(model.name, model.version, key, value)
 
 
 def log_crossval(cv: CrossValidation, dataset: str, dataset_version: str, preprocess: PreprocessConfig,

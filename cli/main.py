@@ -36,13 +36,14 @@ typical session:
   affectflow predict clip.mp4 [--dataset NAME] # JSON prediction from the dataset's champion
   affectflow serve --dataset NAME --port 3000  # bentoml serve the dataset's champion (its newest Bento)
   affectflow models                            # champion, newest version and Bento per dataset
+  affectflow rollback --dataset NAME           # the previous champion serves again
   affectflow servers up                        # PostgreSQL + Prefect and MLflow servers + a worker (make up)
 
 Errors you can fix (a bad option value, an unknown dataset, a missing file) are one line on stderr and exit
 status 2; --debug shows the traceback.
 """
 # Commands that run TensorFlow: it is started quietly first (affectflow.runtime).
-TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess"})
+TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess", "promote", "rollback"})
 
 
 def _say(message: str) -> None:
@@ -228,6 +229,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _say(f"$ BENTOML_HOME={shlex.quote(os.environ['BENTOML_HOME'])} {shlex.join(command)}")
     # The server takes this process's place: a SIGTERM to `affectflow serve` reaches bentoml serve itself.
     os.execv(command[0], command)
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from affectflow.promotion import override
+    from affectflow.registry import configure
+
+    configure(activate_home(args.home))
+    if args.command == "promote" and not args.version:
+        raise UserError("promote needs --version N (rollback goes back to the previous champion by itself)")
+    reason = args.reason or f"{args.command} by hand"
+    model, bento = override(args.dataset, args.version, reason)
+    _say(f"{model.uri} is now the champion of {args.dataset} ({reason}); bento {bento}")
+    _emit({"dataset": args.dataset, "champion": model.uri, "bento": bento, "reason": reason})
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -437,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.set_defaults(func=cmd_serve)
+
+    for name, text in (("promote", "make a registered version the dataset's champion (a person's decision, "
+                                   "recorded on the version), and build its Bento"),
+                       ("rollback", "give the champion alias back to the previous champion (or --version N), "
+                                    "and build its Bento")):
+        override = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        override.add_argument("--dataset", required=True, help="whose champion")
+        override.add_argument("--version", help="registered version number" + (" (required)" if name == "promote"
+                                                                                else ""))
+        override.add_argument("--reason", help="why (recorded on the version)")
+        override.set_defaults(func=cmd_promote)
 
     models = sub.add_parser("models", help="per dataset: the champion, the newest registered version, the Bento")
     models.set_defaults(func=cmd_models)

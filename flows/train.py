@@ -33,7 +33,7 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     frame = feature_records(dataset, str(paths.home), preprocess)
     experiment = trained_experiment(frame, preprocess, training, classes)
     registered = registered_model(experiment, dataset, version, str(paths.home), preprocess, training)
-    decision = champion_decision(registered, experiment, dataset, str(paths.home))
+    decision = champion_decision(registered, experiment, training, dataset, str(paths.home))
     bento = champion_bento(dataset, str(paths.home)) if decision.promoted and package else None
     metrics = experiment.result.metrics
     headline = {k: metrics[k] for k in HEADLINE_METRICS if k in metrics}

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from affectflow.config import get_paths
+from affectflow.config import TrainConfig, get_paths
 from affectflow.experiment import Experiment
 from affectflow.promotion import Promotion, challenge
 from affectflow.registry import RegisteredModel, configure
@@ -17,10 +17,12 @@ from tasks.policies import STORAGE_RETRIES
 
 
 @task(name="champion-decision", **STORAGE_RETRIES)
-def champion_decision(registered: RegisteredModel, experiment: Experiment, dataset: str, home: str) -> Promotion:
-    """Promote ``registered`` if it beats the champion; emits ``affectflow.model.promoted`` or ``.rejected``."""
+def champion_decision(registered: RegisteredModel, experiment: Experiment, config: TrainConfig, dataset: str,
+                      home: str) -> Promotion:
+    """Promote ``registered`` if it clears the gate (``promotion``); emits ``affectflow.model.promoted`` or
+    ``.rejected``."""
     configure(get_paths(home))
-    decision = challenge(registered, experiment)
+    decision = challenge(registered, experiment, config)
     get_run_logger().info("promotion: %s (%s)", "promoted" if decision.promoted else "kept champion",
                           decision.reason)
     emit(f"affectflow.model.{'promoted' if decision.promoted else 'rejected'}", dataset,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,18 +69,18 @@ class Ops:
 
 
 @pytest.fixture(scope="module")
-def ops(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("ops") / "home"
-    home.mkdir()
-    for folder in (home, *home.parents):  # as root, PostgreSQL runs as `postgres`: the path must be traversable
-        if folder.stat().st_uid == os.geteuid():
-            folder.chmod(folder.stat().st_mode | 0o011)
-    stack = Stack(home, ROOT)
+def ops():
+    # Not under pytest's temp folder: every pytest session resets /tmp/pytest-of-<user> to mode 700, and as
+    # root PostgreSQL runs as `postgres`, which must be able to reach its cluster for as long as it runs.
+    root = Path(tempfile.mkdtemp(prefix="affectflow-ops-"))
+    root.chmod(0o711)
+    stack = Stack(root / "home", ROOT)
     try:
         stack.up()
         yield Ops(stack)
     finally:
         stack.down(progress=lambda message: None)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_runbook_commands_work_against_the_server(ops: Ops):
@@ -95,8 +96,9 @@ def test_an_accepted_batch_retrains_by_itself(ops: Ops):
     from affectflow.synth import write_synthetic_batch
 
     # A burst: two batches, two affectflow.batch.accepted events within the trigger's 60 s window.
-    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=24, speakers=4, seed=3)
-    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-2", clips=12, speakers=2, seed=4)
+    # enough to clear the promotion gate (UAR >= 2 x chance, mean CCC >= 0.3) on two unseen speakers
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-1", clips=96, speakers=4, seed=3, seconds=1.0)
+    write_synthetic_batch(ops.stack.home / "inbox" / "synthetic-2", clips=48, speakers=2, seed=4, seconds=1.0)
     ops.prefect("deployment", "run", "affectflow-ingest/ingest-inbox")
     ingest = ops.wait_for("affectflow-ingest/ingest-inbox", lambda r: r["state_type"] in TERMINAL, 240, "ingest")
     assert ingest["state_type"] == "COMPLETED"
@@ -110,7 +112,7 @@ def test_an_accepted_batch_retrains_by_itself(ops: Ops):
     assert run["state_type"] == "COMPLETED", run["state"]
     assert run["name"].startswith("train-synthetic-v-")
     assert len(ops.flow_runs("affectflow-train/train-synthetic")) == 1  # debounced
-    assert len(_manifest(ops)) == 36  # and it trained on both batches
+    assert len(_manifest(ops)) == 144  # and it trained on both batches
 
     # The registry lives in PostgreSQL and holds the new version as champion.
     import psycopg2

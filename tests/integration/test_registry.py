@@ -18,6 +18,8 @@ from affectflow.registry import champion, configure, load_predictor, log_trainin
 from affectflow.reports import RunReport, training_report
 from affectflow.training import train
 
+LENIENT = TrainConfig(promote_min_uar=0.0, promote_min_ccc=-1.0)  # no floors: these tests are about the comparison
+
 PRE = PreprocessConfig(num_frames=4, frame_size=32, audio_seconds=0.5)
 CLASSES = ("anger", "happiness", "sadness")
 
@@ -65,7 +67,7 @@ def test_log_register_alias_and_load_back(home, experiment, tmp_path):
     assert "reports/test_metrics.md" in reports
     assert str(home.mlflow_artifacts) in run.info.artifact_uri  # artifacts stay inside the home
 
-    decision = challenge(registered, experiment)
+    decision = challenge(registered, experiment, LENIENT)
     assert decision.promoted and champion("affectflow-toy").version == "1"
 
     predictor = load_predictor("models:/affectflow-toy@champion")
@@ -81,14 +83,14 @@ def test_weaker_challenger_does_not_take_the_alias(home, experiment):
     card = ModelCard(CLASSES, PRE, "multitask")
     sample = {k: v[:2] for k, v in experiment.test.inputs.items()}
     first = log_training(experiment.result, card, TrainConfig(), "toy", sample, {}, RunReport())
-    challenge(first, experiment)
+    challenge(first, experiment, LENIENT)
     # an untrained challenger: same architecture, random weights, scored on the same clips
     weak = train(arrays(6, 3), arrays(3, 4), CLASSES, replace(TrainConfig(), epochs=1, hidden_units=16),
                  progress=lambda _: None)
     weak.metrics, weak.confusion = evaluate(weak.model, experiment.test, CLASSES)
     second = log_training(weak, card, TrainConfig(), "toy", sample, {}, RunReport())
     weak_experiment = Experiment(weak, CLASSES, pd.DataFrame(), {}, experiment.test, PRE)
-    decision = challenge(second, weak_experiment)
+    decision = challenge(second, weak_experiment, LENIENT)
     if decision.challenger_score < decision.champion_score:
         assert not decision.promoted and champion("affectflow-toy").version == first.version
     else:  # the one-epoch model happened to be as good: then it must hold the alias
@@ -104,3 +106,34 @@ def test_configure_follows_the_home_but_keeps_a_users_server(tmp_path, monkeypat
     assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'server.db'}")
     assert get_paths(tmp_path / "c").mlflow_tracking_uri.endswith("server.db")
+
+
+def test_the_gate_keeps_models_below_the_floor_out_and_a_person_can_override_it(home, experiment):
+    from affectflow.promotion import previous_champion, promote_version
+
+    configure(home)
+    client = MlflowClient()
+    card = ModelCard(CLASSES, PRE, "multitask", dataset="toy")
+    sample = {k: v[:2] for k, v in experiment.test.inputs.items()}
+    first = log_training(experiment.result, card, TrainConfig(), "toy", sample, {}, RunReport())
+    assert "toy" in client.get_model_version("affectflow-toy", "1").description  # the version says what it is
+
+    strict = TrainConfig(promote_min_uar=float(len(CLASSES)))  # UAR >= 1.0: nothing real clears it
+    decision = challenge(first, experiment, strict)
+    assert not decision.promoted and "gate not cleared" in decision.reason and "uar" in decision.reason
+    assert champion("affectflow-toy") is None
+    assert str(client.get_model_version_by_alias("affectflow-toy", "challenger").version) == "1"
+    run = client.get_run(first.run_id)
+    assert run.data.tags["promotion"] == "rejected" and run.data.metrics["gate_min_uar"] == pytest.approx(1.0)
+
+    promote_version("affectflow-toy", "1", "reviewed by a person")  # the override
+    assert champion("affectflow-toy").version == "1"
+    tags = client.get_model_version("affectflow-toy", "1").tags
+    assert tags["promoted_by"] == "person" and tags["promotion_reason"] == "reviewed by a person"
+
+    second = log_training(experiment.result, card, TrainConfig(), "toy", sample, {}, RunReport())
+    assert challenge(second, experiment, LENIENT).promoted  # the same model scores the same: >= passes
+    assert champion("affectflow-toy").version == "2"
+    assert client.get_run(second.run_id).data.metrics["promotion_champion_score"] == pytest.approx(
+        client.get_run(second.run_id).data.metrics["promotion_score"])
+    assert previous_champion("affectflow-toy") == "1"  # what `affectflow rollback` gives the alias back to

@@ -124,7 +124,7 @@ def test_train_and_evaluate_on_every_corpus(adapter, prefect_harness, home, tmp_
     unseen = import_dataset(adapter, tmp_path / "unseen", tmp_path / "unseen-batch", dataset="corpus", **options)
     out = io.StringIO()  # not capsys: Prefect's log handler keeps the stream it first saw, across tests
     with contextlib.redirect_stdout(out):
-        main(["--home", str(home.home), "evaluate", "--model", summary["model_uri"], "--data",
+        main(["--home", str(home.home), "evaluate", "--model", summary["registered"], "--data",
               str(tmp_path / "unseen-batch"), "--by", "speaker"])
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     assert result["n"] == len(unseen) and result["skipped"] == 0

@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 from support import audio_signal_arrays as arrays
 
-from affectflow.ablation import ablate, ablation_markdown, model_modalities
+from affectflow.ablation import ablate, ablation_markdown
+from affectflow.arrays import model_modalities
 from affectflow.config import TrainConfig
 from affectflow.training import train
 

@@ -8,7 +8,7 @@ from affectflow.config import TrainConfig
 from cli.main import build_parser, main, training_config
 
 COMMANDS = ["demo", "synth", "datasets", "preprocess", "ingest", "train", "evaluate", "predict", "serve", "models",
-            "servers"]
+            "servers", "promote", "rollback"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
