@@ -115,12 +115,16 @@ class Predictor:
         warm_up(self.extraction)
         self.predict_features([blank_features(self.extraction)])
 
-    def predict_clip(self, path: str | Path) -> dict:
-        """Decode, extract features and predict. Raises ``MediaError`` for a file that does not decode and
+    def usable_features(self, path: str | Path) -> ClipFeatures:
+        """Decode and extract the clip's features. Raises ``MediaError`` for a file that does not decode and
         ``UnusableClipError`` for one without any modality the model uses (an audio model and a silent clip)."""
         record = extract_features(path, self.extraction)
         found = found_modalities(record)
         if not any(found[m] for m in self.modalities):
             raise UnusableClipError(f"{path}: nothing this model can use: "
                                     + "; ".join(MISSING[m] for m in self.modalities))
-        return self.predict_features([record])[0]
+        return record
+
+    def predict_clip(self, path: str | Path) -> dict:
+        """``usable_features`` then ``predict_features``: one clip's prediction."""
+        return self.predict_features([self.usable_features(path)])[0]

