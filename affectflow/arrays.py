@@ -31,10 +31,14 @@ MODALITIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def modalities_of(inputs: Sequence[str]) -> list[str]:
+    """The modalities a model taking ``inputs`` has an encoder for (their mask is one of its inputs)."""
+    return [m for m, (mask, *_) in MODALITIES.items() if mask in set(inputs)]
+
+
 def model_modalities(model) -> list[str]:
-    """The modalities ``model`` has an encoder for (their mask is one of its inputs)."""
-    names = set(input_names(model))
-    return [m for m, (mask, *_) in MODALITIES.items() if mask in names]
+    """``modalities_of`` the inputs of a Keras model."""
+    return modalities_of(input_names(model))
 
 
 @dataclass

@@ -15,10 +15,12 @@ import pandas as pd
 
 from affectflow.arrays import Arrays, load_arrays
 from affectflow.breakdown import Breakdown, break_down
+from affectflow.calibration import Calibration, calibrate, scaled
 from affectflow.config import PreprocessConfig, TrainConfig
-from affectflow.evaluation import evaluate
+from affectflow.evaluation import predict_arrays, score
 from affectflow.labels import choose_classes, labelled_frame
-from affectflow.reports import RunReport, training_report
+from affectflow.model import EMOTION_OUTPUT
+from affectflow.reports import RunReport, reliability_png, training_report
 from affectflow.splits import speaker_split
 from affectflow.training import Progress, TrainingResult, ready_for, train
 
@@ -33,6 +35,12 @@ class Experiment:
     val_metrics: dict[str, float]
     test: Arrays
     preprocess: PreprocessConfig
+    calibration: Calibration | None = None   # fitted on the validation speakers; None: no emotion head or refit
+
+    @property
+    def temperature(self) -> float:
+        """What the served model divides its log-probabilities by (1: uncalibrated)."""
+        return self.calibration.temperature if self.calibration else 1.0
 
     def test_breakdown(self) -> Breakdown:
         """The test split per speaker and group and per modality."""
@@ -48,8 +56,14 @@ def experiment_report(experiment: Experiment, folder: Path, title: str = "Test s
     """Curves, confusion matrix and the test split's tables (metrics, by group, ablation) in ``folder``."""
     result = experiment.result
     tables = {f"test_{name}": text for name, text in experiment.test_breakdown().markdown(title).items()}
-    return training_report(result.history, result.metrics, result.confusion, experiment.classes, folder, tables,
-                           title)
+    report = training_report(result.history, result.metrics, result.confusion, experiment.classes, folder, tables,
+                             title)
+    if experiment.calibration is not None:
+        raw = predict_arrays(result.model, experiment.test)[EMOTION_OUTPUT]
+        report.plots["reliability"] = reliability_png(
+            {"softmax": raw, f"calibrated (T={experiment.temperature:.2f})": scaled(raw, experiment.temperature)},
+            experiment.test.labels, folder / "reliability.png")
+    return report
 
 
 def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: TrainConfig,
@@ -68,8 +82,18 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
     result = train(sets["train"], sets["val"], chosen, config, progress, backbone=preprocess.backbone)
-    # A refit model was trained on the validation clips too: their metrics would flatter it.
-    val_metrics = {} if result.refit else evaluate(result.model, ready_for(result.model, sets["val"], config), chosen)[0]
     test = ready_for(result.model, sets["test"], config)
-    result.metrics, result.confusion = evaluate(result.model, test, chosen)
-    return Experiment(result, chosen, frame, val_metrics, test, preprocess)
+    test_outputs = predict_arrays(result.model, test)
+    result.metrics, result.confusion = score(test.labels, test.affect, test_outputs, chosen)
+    if result.refit:  # trained on the validation clips too: their metrics would flatter it, they cannot calibrate it
+        return Experiment(result, chosen, frame, {}, test, preprocess)
+    val = ready_for(result.model, sets["val"], config)
+    val_outputs = predict_arrays(result.model, val)
+    val_metrics = score(val.labels, val.affect, val_outputs, chosen)[0]
+    calibration = None
+    if EMOTION_OUTPUT in val_outputs and len(val):
+        calibration = calibrate(val_outputs[EMOTION_OUTPUT], val.labels, test_outputs[EMOTION_OUTPUT], test.labels)
+        result.metrics.update(calibration.metrics())
+        progress(f"confidence calibrated on the validation speakers: T={calibration.temperature:.2f}, test ECE "
+                 f"{calibration.ece_before:.3f} -> {calibration.ece_after:.3f}")
+    return Experiment(result, chosen, frame, val_metrics, test, preprocess, calibration)

@@ -104,3 +104,20 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     result["ccc_mean"] = float(np.mean([result[f"ccc_{d}"] for d in AFFECT_DIMENSIONS]))
     result["mae_mean"] = float(np.mean([result[f"mae_{d}"] for d in AFFECT_DIMENSIONS]))
     return result
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """How far confidence is from accuracy (Guo et al. 2017), over the whole set.
+
+    ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|, where clips fall into ``bins`` equal-width bins of their
+    top probability ``conf``, and ``acc`` is the share of clips in the bin whose top class is right.
+    0 is perfectly calibrated; a model that says 0.95 and is right half the time scores about 0.45.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    if not len(probabilities):
+        return float("nan")
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(labels)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * np.sum(which == b)
+            for b in range(bins) if np.any(which == b)]
+    return float(np.sum(gaps) / len(probabilities))

@@ -22,6 +22,12 @@ from affectflow.config import TrainConfig
 
 EMOTION_OUTPUT = "emotion"
 AFFECT_OUTPUT = "affect"
+
+
+def output_heads(task: str) -> tuple[str, ...]:
+    """The heads a model of ``task`` has: ``emotion`` (softmax over the classes), ``affect`` ([arousal, valence])."""
+    return {"classification": (EMOTION_OUTPUT,), "regression": (AFFECT_OUTPUT,),
+            "multitask": (EMOTION_OUTPUT, AFFECT_OUTPUT)}[task]
 # An audio frame whose MFCC 1..n all stay below this is silence or padding (a flat log-mel spectrum).
 SILENCE_MFCC = 1e-3
 
@@ -294,10 +300,11 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
         x = layers.Dropout(config.dropout, name=f"shared_dropout{i + 1}")(x)
 
     outputs = {}
-    if config.task in ("classification", "multitask"):
+    heads = output_heads(config.task)
+    if EMOTION_OUTPUT in heads:
         outputs[EMOTION_OUTPUT] = layers.Dense(len(classes), activation="softmax", dtype="float32",
                                                name=EMOTION_OUTPUT)(x)
-    if config.task in ("regression", "multitask"):
+    if AFFECT_OUTPUT in heads:
         # Zero-initialised: tanh starts in its linear range. Glorot weights over unit-variance
         # (batch-normalised) features start it saturated, where the CCC gradient hardly flows and the
         # predictions stay over-dispersed.

@@ -62,14 +62,16 @@ def labels_of(card: ModelCard) -> dict[str, str]:
 
 def save_to_bentoml(model: keras.Model, card: ModelCard) -> str:
     """Save ``model`` (``model.keras``) as a new version of the BentoML model ``affectflow-<dataset>``, the
-    card as its metadata; returns the exact tag. A model that takes frozen backbone embeddings gets the
-    backbone copied beside it: the Bento serves without the training machine's copy."""
+    card and the model's input names as its metadata; returns the exact tag. A model that takes frozen
+    backbone embeddings gets the backbone copied beside it: the Bento serves without the training machine's
+    copy."""
     with tempfile.TemporaryDirectory() as folder:
         model.save(Path(folder) / MODEL_FILENAME)
         if "backbone" in input_names(model):
             bundle(card.preprocess.backbone, Path(folder))
         out = _run(["-m", "affectflow.bentomodels", folder, model_name(card.dataset), json.dumps(labels_of(card)),
-                    json.dumps(card.to_dict())], "saving the model to BentoML")
+                    json.dumps({**card.to_dict(), "inputs": input_names(model)})],
+                   "saving the model to BentoML")
     return out.strip().splitlines()[-1]
 
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from affectflow.metrics import HEADLINE_METRICS  # noqa: E402
+from affectflow.metrics import HEADLINE_METRICS, expected_calibration_error  # noqa: E402
 from affectflow.tables import markdown_table  # noqa: E402
 
 
@@ -49,6 +49,30 @@ def training_curves_png(history: Mapping[str, Sequence[float]], path: Path) -> P
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reliability_png(probabilities: Mapping[str, np.ndarray], labels: np.ndarray, path: Path, bins: int = 10) -> Path:
+    """Reliability diagram: accuracy against confidence per confidence bin, one line per set of probabilities
+    (e.g. raw softmax and calibrated), with its expected calibration error; the diagonal is perfect."""
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for name, probs in probabilities.items():
+        confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+        which = np.minimum((confidence * bins).astype(int), bins - 1)
+        used = [b for b in range(bins) if np.any(which == b)]
+        ax.plot([confidence[which == b].mean() for b in used], [correct[which == b].mean() for b in used],
+                marker="o", label=f"{name}: ECE {expected_calibration_error(probs, labels):.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability on the test split ({len(labels)} clips)")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

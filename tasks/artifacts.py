@@ -22,6 +22,8 @@ REPORT_ARTIFACTS = {
     "test_metrics.md": ("test-metrics", "UAR, WAR, macro-F1 and CCC over the whole test split (unseen speakers)."),
     "test_by_group.md": ("test-by-group", "Test metrics per speaker and per group column (sex, age band, ...)."),
     "test_ablation.md": ("test-ablation", "Test metrics with each modality hidden: what each input contributes."),
+    "reliability": ("test-reliability", "Confidence against accuracy on the test split, before and after the "
+                                        "temperature fitted on the validation speakers (ECE in the legend)."),
 }
 
 

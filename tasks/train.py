@@ -38,13 +38,14 @@ def registered_model(experiment: Experiment, dataset: str, dataset_version: str,
     """Log the run (params, curves, report, model) and register a new model version."""
     configure(get_paths(home))
     card = ModelCard(experiment.classes, preprocess, config.task, dataset_version=dataset_version,
-                     speaker_norm=config.speaker_norm, dataset=dataset)
+                     speaker_norm=config.speaker_norm, dataset=dataset, temperature=experiment.temperature)
     splits = experiment.frame["split"].value_counts()
     with tempfile.TemporaryDirectory() as tmp:
         report = experiment_report(experiment, Path(tmp))
         registered = log_training(experiment.result, card, config, dataset, experiment.sample_inputs(),
                                   experiment.val_metrics, report,
-                                  extra_params={"n_train": int(splits.get("train", 0)), "n_test": len(experiment.test)})
+                                  extra_params={"n_train": int(splits.get("train", 0)), "n_test": len(experiment.test),
+                                                "temperature": round(experiment.temperature, 4)})
         publish_report(report, dataset,
                        f"{registered.name} v{registered.version}, best epoch {experiment.result.best_epoch}")
     get_run_logger().info("registered %s (run %s)", registered.uri, registered.run_id)

@@ -53,7 +53,7 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
         response = prefect.request("POST", "/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"})
         artifacts = {artifact["key"]: artifact for artifact in response.json()}
     per_dataset = {f"synthetic-{kind}" for kind in ("quarantine-report", "training-curves", "test-confusion-matrix",
-                                                    "champion-decision", "test-by-group", "test-ablation",
+                                                    "champion-decision", "test-by-group", "test-ablation", "test-reliability",
                                                     "run-summary", "preprocessing")}
     assert {"ingest-results", *per_dataset} <= set(artifacts)
     assert all(artifacts[key]["description"] for key in per_dataset)
@@ -61,7 +61,12 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     client = MlflowClient()
     version = client.get_model_version_by_alias("affectflow-synthetic", "champion")
     assert summary["registered"] == f"models:/affectflow-synthetic/{version.version}"
-    assert client.get_run(version.run_id).data.tags["dataset_version"] == summary["dataset_version"]
+    run = client.get_run(version.run_id)
+    assert run.data.tags["dataset_version"] == summary["dataset_version"]
+    # Confidence calibrated on the validation speakers; the test split says by how much, with a picture.
+    assert 0.05 <= float(run.data.params["temperature"]) <= 20
+    assert {"test_ece", "test_ece_calibrated"} <= set(run.data.metrics)
+    assert "plots/reliability.png" in {a.path for a in client.list_artifacts(version.run_id, "plots")}
 
     # Nothing new: the second run reuses every cached feature record and registers a second version.
     records = sorted(home.features.rglob("*.npz"))
@@ -86,6 +91,7 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     assert views["all"]["n"] == len(unseen)
     prediction = run_cli("predict", str(tmp_path / "unseen" / unseen["path"][0]), home=home)
     assert prediction["emotion"] in SYNTH_EMOTIONS
+    assert prediction["confidence"] == max(prediction["probabilities"].values())
     assert -1 <= prediction["arousal"] <= 1 and -1 <= prediction["valence"] <= 1
     clips = [str(tmp_path / "unseen" / path) for path in unseen["path"][:2]]
     last = run_cli("predict", *clips, "--dataset", "synthetic", home=home)  # one model load, a line per clip
