@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -36,6 +37,7 @@ class Experiment:
     test: Arrays
     preprocess: PreprocessConfig
     calibration: Calibration | None = None   # fitted on the validation speakers; None: no emotion head or refit
+    run_id: str | None = None                # the MLflow run that watched the fit (``registry.live_training``)
 
     @property
     def temperature(self) -> float:
@@ -67,13 +69,15 @@ def experiment_report(experiment: Experiment, folder: Path, title: str = "Test s
 
 
 def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: TrainConfig,
-                   classes: Sequence[str] | None = None, progress: Progress = log.info) -> Experiment:
+                   classes: Sequence[str] | None = None, progress: Progress = log.info,
+                   watchers: Sequence[keras.callbacks.Callback] = ()) -> Experiment:
     """Split by speaker, train on train, select on val, report on the whole test split.
 
     ``Experiment.test`` holds the test arrays as the model takes them (speakers aligned when
     ``config.speaker_norm``), so a champion is scored on exactly what the challenger saw.
 
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence.
+    ``watchers``: Keras callbacks for the fit (``training.train``).
     """
     chosen = choose_classes(frame["emotion"], classes)
     frame = labelled_frame(frame, chosen)
@@ -81,7 +85,8 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     sets = {name: load_arrays(frame[frame["split"] == name], chosen) for name in ("train", "val", "test")}
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
-    result = train(sets["train"], sets["val"], chosen, config, progress, backbone=preprocess.backbone)
+    result = train(sets["train"], sets["val"], chosen, config, progress, backbone=preprocess.backbone,
+                   watchers=watchers)
     test = ready_for(result.model, sets["test"], config)
     test_outputs = predict_arrays(result.model, test)
     result.metrics, result.confusion = score(test.labels, test.affect, test_outputs, chosen)

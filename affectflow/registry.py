@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
@@ -87,11 +88,12 @@ def _flat(metrics: Mapping[str, float], prefix: str = "") -> dict[str, float]:
 
 @contextmanager
 def _run(name: str, dataset: str, dataset_version: str, config: TrainConfig, preprocess: PreprocessConfig,
-         params: Mapping[str, object], report: RunReport | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run tagged with its dataset, version and task, the training and preprocessing settings and
-    ``params`` logged, and the report's files under ``plots/`` and ``reports/``: every run of affectflow
-    (training, cross-validation) starts here."""
-    with mlflow.start_run(run_name=name) as run:
+         params: Mapping[str, object], report: RunReport | None = None,
+         run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run (``run_id``'s, resumed, when given) tagged with its dataset, version and task, the training
+    and preprocessing settings and ``params`` logged, and the report's files under ``plots/`` and ``reports/``:
+    every run of affectflow (training, cross-validation) starts here."""
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name) as run:
         mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": config.task})
         mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in preprocess.to_dict().items()},
                            **params, "dataset_version": dataset_version})
@@ -102,20 +104,40 @@ def _run(name: str, dataset: str, dataset_version: str, config: TrainConfig, pre
         yield run
 
 
+class _EpochMetrics(mlflow.keras.MlflowCallback):
+    """MLflow's Keras callback without its ``validation_*`` metrics logged at step 0 after every evaluation:
+    Keras reports the same figures per epoch as ``val_*``, which the callback logs with their epoch."""
+
+    def on_test_end(self, logs=None):
+        pass
+
+
+@contextmanager
+def live_training(dataset: str, dataset_version: str, config: TrainConfig,
+                  preprocess: PreprocessConfig) -> Iterator[tuple[str, list[keras.callbacks.Callback]]]:
+    """The MLflow run of a training, opened before the fit and active during it: yields its id and the Keras
+    callbacks to fit with (MLflow's own, which logs every epoch's losses as the epoch ends). The run's start
+    time is the fit's; a fit that raises leaves the run FAILED. ``log_training(run_id=...)`` completes it."""
+    with _run(f"{dataset}-{config.task}", dataset, dataset_version, config, preprocess, {}) as run:
+        yield run.info.run_id, [_EpochMetrics()]
+
+
 def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
                  sample_inputs: dict[str, np.ndarray], val_metrics: dict[str, float], report: RunReport,
-                 extra_params: Mapping[str, object] | None = None) -> RegisteredModel:
-    """Log params, per-epoch and test metrics, the report (``reports.training_report``) and the model of
-    one training run, and register the model as a new version."""
+                 extra_params: Mapping[str, object] | None = None, run_id: str | None = None) -> RegisteredModel:
+    """Log params, test metrics, the report (``reports.training_report``) and the model of one training run,
+    and register the model as a new version. ``run_id``: the run ``live_training`` opened, which already holds
+    the per-epoch metrics; without it, a new run gets them from ``result.history``."""
     name = model_name(dataset)
     # Only what the model takes: a corpus without faces (say) trains a model without the face inputs.
     sample_inputs = {k: sample_inputs[k] for k in input_names(result.model)}
     params = {"classes": ",".join(card.classes), "best_epoch": result.best_epoch, **(extra_params or {})}
     with (_run(f"{dataset}-{config.task}", dataset, card.dataset_version, config, card.preprocess, params,
-               report) as run,
+               report, run_id) as run,
           tempfile.TemporaryDirectory() as tmp):
-        for epoch in range(len(result.history["loss"])):
-            mlflow.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
+        if run_id is None:
+            for epoch in range(len(result.history["loss"])):
+                mlflow.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch)
         mlflow.log_metrics({**_flat(result.metrics, "test_"), **_flat(val_metrics, "val_")})
         if "backbone" in input_names(result.model):  # the run carries the file its embeddings need
             mlflow.log_artifacts(str(bundle(card.preprocess.backbone, Path(tmp)).parent), BUNDLE_FOLDER)

@@ -114,11 +114,12 @@ def _finetuning(train_set: Arrays, val_set: Arrays | None, config: TrainConfig,
 
 
 def _fit(train_set: Arrays, val_set: Arrays | None, classes: Sequence[str], config: TrainConfig,
-         epochs: int, progress: Progress, rates: Sequence[float] = (),
-         backbone: str = "") -> tuple[keras.Model, dict[str, list[float]]]:
+         epochs: int, progress: Progress, rates: Sequence[float] = (), backbone: str = "",
+         watchers: Sequence[keras.callbacks.Callback] = ()) -> tuple[keras.Model, dict[str, list[float]]]:
     """A fresh seeded model fitted for up to ``epochs``; with ``val_set``, early stopping on its loss
     restores the best weights and the learning rate halves on plateaus; without, ``rates`` (one per
-    epoch) replay a schedule. ``backbone``: the path fine-tuned when ``config.finetune_backbone``."""
+    epoch) replay a schedule. ``backbone``: the path fine-tuned when ``config.finetune_backbone``.
+    ``watchers``: more Keras callbacks (e.g. MLflow's, logging each epoch as it ends)."""
     keras.utils.set_random_seed(config.seed)
     train_set, val_set = _finetuning(train_set, val_set, config, backbone)
     with _strategy().scope():
@@ -127,7 +128,7 @@ def _fit(train_set: Arrays, val_set: Arrays | None, classes: Sequence[str], conf
                             finetune=load_backbone(backbone) if config.finetune_backbone else None)
         compile_model(model, config)
     weights = class_weights(train_set.labels, len(classes)) if config.class_weighting else None
-    callbacks: list[keras.callbacks.Callback] = [_EpochProgress(epochs, progress)]
+    callbacks: list[keras.callbacks.Callback] = [_EpochProgress(epochs, progress), *watchers]
     validation = None
     if val_set is not None:
         validation = input_pipeline(val_set, model.output_names, config.batch_size, shuffle_seed=None)
@@ -157,16 +158,19 @@ def best_epoch(history: dict[str, list[float]], config: TrainConfig) -> int:
 
 
 def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
-          progress: Progress = log.info, backbone: str = "") -> TrainingResult:
+          progress: Progress = log.info, backbone: str = "",
+          watchers: Sequence[keras.callbacks.Callback] = ()) -> TrainingResult:
     """Fit a fresh model; early stopping on validation loss restores the best weights.
 
     Inputs are ``prepare``d first; evaluate the model on arrays passed through ``ready_for``. With
     ``config.refit`` a second fresh model is then fitted on train + val for the best epoch count, with
     the learning rates the first run used: the validation speakers' clips also teach the model.
-    ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains.
+    ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains. ``watchers``
+    (Keras callbacks) see the selecting fit, whose history the result holds, not the refit.
     """
     train_ready, (val_ready,) = prepare(train_set, [val_set], config)
-    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress, backbone=backbone)
+    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress, backbone=backbone,
+                          watchers=watchers)
     best = best_epoch(history, config)
     if not config.refit:
         return TrainingResult(model, history, best)

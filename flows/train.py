@@ -31,7 +31,7 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
     version = dataset_version(dataset, paths)  # an unknown dataset fails here, before any work
     frame = feature_records(dataset, str(paths.home), preprocess)
-    experiment = trained_experiment(frame, preprocess, training, classes)
+    experiment = trained_experiment(frame, preprocess, training, dataset, version, str(paths.home), classes)
     registered = registered_model(experiment, dataset, version, str(paths.home), preprocess, training)
     decision = champion_decision(registered, experiment, training, dataset, str(paths.home))
     bento = champion_bento(dataset, str(paths.home)) if decision.promoted and package else None

@@ -67,6 +67,10 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     assert 0.05 <= float(run.data.params["temperature"]) <= 20
     assert {"test_ece", "test_ece_calibrated"} <= set(run.data.metrics)
     assert "plots/reliability.png" in {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    # The run was open while the model trained: each epoch's loss was logged as the epoch ended.
+    losses = client.get_metric_history(version.run_id, "loss")
+    assert [m.step for m in losses] == list(range(len(losses))) and len(losses) >= 10
+    assert run.info.start_time <= losses[0].timestamp < losses[-1].timestamp <= run.info.end_time
 
     # Nothing new: the second run reuses every cached feature record and registers a second version.
     records = sorted(home.features.rglob("*.npz"))
