@@ -32,7 +32,6 @@ INSTALL_TIMEOUT_S = 1800  # a cold cache downloads TensorFlow and the rest on a 
 # A fresh venv has no bytecode yet and a fresh numba cache (librosa's JIT): its first start took 57-123 s here
 # (2 cores, loaded), against ~10 s for test_serving's servers.
 READY_TIMEOUT_S = 600
-DEFAULT_INDEX = "https://pypi.org/simple"
 # What uv says when the registry cannot be reached (as opposed to a requirement it cannot satisfy).
 NETWORK_ERROR = re.compile(r"error sending request|dns error|failed to lookup address|connection refused|"
                            r"network is unreachable|tcp connect error|operation timed out", re.IGNORECASE)
@@ -82,13 +81,13 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def index_of(requirements: Path) -> str:
-    """The package index the locked requirements name (BentoML writes ``--index-url``), else PyPI."""
+def index_of(requirements: Path) -> str | None:
+    """The package index the locked requirements name (BentoML writes ``--index-url``), else None (uv's own)."""
     for line in requirements.read_text().splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] in ("--index-url", "-i"):
             return parts[1]
-    return DEFAULT_INDEX
+    return None
 
 
 def fresh_venv(venv: Path, requirements: Path) -> Path:
@@ -96,7 +95,7 @@ def fresh_venv(venv: Path, requirements: Path) -> Path:
     when they lack it; returns its python. Skips when the package registry cannot be reached."""
     uv, env = find_uv_bin(), clean_env()
     index = index_of(requirements)
-    if index.startswith(("http://", "https://")):
+    if index and index.startswith(("http://", "https://")):
         try:
             httpx.get(f"{index.rstrip('/')}/bentoml/", timeout=30, follow_redirects=True)
         except httpx.TransportError as err:
