@@ -215,12 +215,26 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
     path = Path(path)
     with _stage(timings, "decode"):
         video, video_reason = _video(path, cfg)
-        frames = model_frames(video, cfg)
     with _stage(timings, "audio"):
         audio, audio_mask, audio_reason = _audio(path, cfg, bounded=video is not None)
     if video is None and not audio_mask:
         raise MediaError(f"{path}: neither usable video nor audio "
                          f"(video: {video_reason}; audio: {audio_reason})")
+    return decoded_features(video, audio, path, cfg, timings)
+
+
+def decoded_features(video: SampledVideo | None, audio: np.ndarray, path: str | Path, cfg: PreprocessConfig,
+                     timings: dict[str, float] | None = None) -> ClipFeatures:
+    """Decoded frames and audio -> model inputs: the one path after decoding, for a whole clip
+    (``extract_features``, training and serving) and for a window of a long video (``affectflow.timeline``).
+
+    ``video``: ``cfg.num_frames`` sampled frames at the working width (None without video); ``audio``: mono
+    float32 at ``cfg.sample_rate``, unpadded (empty without audio; silence gets mask 0 and zero features);
+    ``path``: the source file (the OpenFace backend reads it at ``video.indices``).
+    """
+    with _stage(timings, "decode"):
+        frames = model_frames(video, cfg)
+    audio_mask = 0.0 if is_silent(audio) else 1.0
     with _stage(timings, "face"):
         faces = analyse_faces(video, path, cfg)
     with _stage(timings, "mfcc"):

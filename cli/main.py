@@ -34,6 +34,7 @@ typical session:
   affectflow train --dataset emodb --cv 7      # leave-one-speaker-out cross-validation report
   affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
   affectflow predict clip.mp4 [--dataset NAME] # JSON prediction from the dataset's champion
+  affectflow predict --timeline talk.mp4       # emotion per 3 s window of a long video, then a summary
   affectflow serve --dataset NAME --port 3000  # bentoml serve the dataset's champion (its newest Bento)
   affectflow models                            # champion, newest version and Bento per dataset
   affectflow rollback --dataset NAME           # the previous champion serves again
@@ -197,10 +198,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from affectflow.packaging import choose_dataset
     from affectflow.registry import champion_datasets, champion_uri, configure, load_predictor
 
+    if not args.timeline and (args.window is not None or args.hop is not None):
+        raise UserError("--window and --hop go with --timeline")
+    if args.timeline:  # bad lengths are refused before the model loads
+        from affectflow.timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, check_windows
+
+        args.window = DEFAULT_WINDOW_S if args.window is None else args.window
+        args.hop = DEFAULT_HOP_S if args.hop is None else args.hop
+        check_windows(args.window, args.hop)
     configure(activate_home(args.home))
     clips = expand_clips(args.clips)
+    if args.timeline and len(clips) != 1:
+        raise UserError(f"--timeline takes one video, not {len(clips)} clips")
     predictor = load_predictor(args.model or champion_uri(choose_dataset(champion_datasets(), args.dataset,
                                                                          "champion")))
+    if args.timeline:
+        _timeline(predictor, clips[0], args)
+        return
     if len(clips) == 1:  # one clip: its prediction, or one error line (exit 2)
         _emit({"clip": str(clips[0]), **predictor.predict_clip(clips[0])})
         return
@@ -214,6 +228,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
         _emit({**line, "seconds": round(time.perf_counter() - started, 3)})
     if failed:
         raise SystemExit(1)
+
+
+def _timeline(predictor, clip: Path, args: argparse.Namespace) -> None:
+    """``predict --timeline``: one JSON line per window, then the summary line (windows left out)."""
+    from affectflow.timeline import timeline
+
+    started = time.perf_counter()
+    found = timeline(predictor, clip, args.window, args.hop, progress=_bar("windows"))
+    answer = found.to_dict()
+    for number, line in enumerate(answer.pop("windows")):
+        _emit({"window": number, **line})
+    _emit({"clip": str(clip), **answer, "seconds": round(time.perf_counter() - started, 3)})
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -440,6 +466,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("clips", nargs="+", metavar="CLIP", help="video or audio files, or folders of them")
     predict.add_argument("--model", help="MLflow model URI (default: the dataset's champion)")
     predict.add_argument("--dataset", help="whose champion to use (needed only when several datasets have one)")
+    predict.add_argument("--timeline", action="store_true",
+                         help="emotion over time in one long video (up to 10 minutes): the model judges sliding "
+                              "windows, each like a clip of its own; prints one JSON line per window (start, end, "
+                              "emotion, probabilities, arousal/valence, modalities found, or why the window is "
+                              "unusable, e.g. silence for an audio model), then a summary line (dominant emotion by "
+                              "share of windows, mean probabilities and arousal/valence, windows without a usable "
+                              "modality). The file is read once, a window at a time: memory does not grow with "
+                              "its length")
+    predict.add_argument("--window", type=float, metavar="S",
+                         help="with --timeline: window length in seconds (default 3, from 0.5 to 10)")
+    predict.add_argument("--hop", type=float, metavar="S",
+                         help="with --timeline: seconds from one window's start to the next (default 1, from 0.5 "
+                              "to the window length)")
     predict.set_defaults(func=cmd_predict)
 
     serve = sub.add_parser(

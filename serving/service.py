@@ -102,3 +102,22 @@ class EmotionService:
         it uses and the licences of the models inside."""
         return {**self.predictor.card.to_dict(), "model_tag": str(self.model.tag),
                 "modalities": list(self.predictor.modalities), "licences": LICENCES}
+
+    @bentoml.api(route="/timeline")
+    def timeline(self, video: Path, ctx: bentoml.Context, window: float = 3.0, hop: float = 1.0) -> dict:
+        """Emotion over time in a video of up to 10 minutes (``affectflow.timeline``): windows of ``window``
+        seconds (default 3) every ``hop`` seconds (default 1), each with its start and end, emotion,
+        probabilities, arousal/valence and the modalities used and found (or why the model could not use it),
+        then a summary. The video is decoded a window at a time. 400 for a file that does not decode, one
+        over 10 minutes or bad window/hop lengths; 422 when no window holds a modality the model uses."""
+        from affectflow.timeline import WindowError, timeline
+
+        try:
+            return timeline(self.predictor, video, window, hop).to_dict()
+        except (MediaError, UnusableClipError, WindowError) as err:
+            reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
+            if isinstance(err, UnusableClipError):
+                ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+                return {"error": reason, "modalities": {"used": list(self.predictor.modalities)}}
+            ctx.response.status_code = HTTPStatus.BAD_REQUEST
+            return {"error": reason if isinstance(err, WindowError) else f"not a usable video: {reason}"}

@@ -252,3 +252,40 @@ def test_serving_needs_a_dataset_when_several_have_a_bento(store, capsys):
         main(["--home", str(store.home), "serve"])
     assert exit_info.value.code == 2
     assert "choose one with --dataset (other, toy)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_timeline_answers_window_by_window_and_refuses_bad_requests(store, make_clip, tmp_path):
+    tag = save_model("v1")
+    clip = make_clip("talk.mp4", seconds=6.0).read_bytes()
+    port = free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
+
+    def timeline(content: bytes, **fields: str) -> httpx.Response:  # curl -F video=@talk.mp4 [-F window=2] URL/timeline
+        return httpx.post(f"{url}/timeline", files={"video": ("talk.mp4", content, "application/octet-stream")},
+                          data=fields, timeout=120)
+
+    with serving(cmd, port, server_env(store, **{MODEL_TAG_ENV: tag}), tmp_path / "serve.log") as url:
+        response = timeline(clip)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["duration"], body["window"], body["hop"], body["model_version"]) == (6.0, 3.0, 1.0, "v1")
+        assert [(w["start"], w["end"]) for w in body["windows"]] == [(0, 3), (1, 4), (2, 5), (3, 6)]
+        for window in body["windows"]:
+            assert window["usable"] and window["emotion"] in CLASSES
+            assert sum(window["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert -1.0 <= window["arousal"] <= 1.0 and -1.0 <= window["valence"] <= 1.0
+            assert window["modalities"]["found"] == {"video": True, "audio": True, "face": False}  # test pattern
+        summary = body["summary"]
+        assert (summary["windows"], summary["usable_windows"], summary["unusable_windows"]) == (4, 4, 0)
+        assert summary["emotion"] in CLASSES and sum(summary["shares"].values()) == pytest.approx(1.0)
+
+        shorter = timeline(clip, window="2", hop="2").json()
+        assert [(w["start"], w["end"]) for w in shorter["windows"]] == [(0, 2), (2, 4), (4, 6)]
+
+        bad_hop = timeline(clip, hop="5")
+        assert bad_hop.status_code == 400
+        assert bad_hop.json() == {"error": "hop must be 0.5 seconds to the window's 3, not 5"}
+        garbage = timeline(os.urandom(4096))
+        assert garbage.status_code == 400 and "not a usable video" in garbage.json()["error"]
+        assert "/tmp" not in garbage.json()["error"]  # the server's temp copy is not named
