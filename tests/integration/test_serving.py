@@ -176,6 +176,11 @@ def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_cli
         assert card["model_version"] == "v1" and card["dataset_version"] == "test-ds" and card["dataset"] == "toy"
         assert "iBUG 300-W" in " ".join(card["licences"].values()) and "audio" in card["modalities"]
 
+        schema = httpx.get(f"{url}/docs.json", timeout=10).json()  # the Swagger page's source
+        assert schema["info"]["title"] == "affectflow-toy-v1"  # whose model, which version
+        answer = schema["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {"emotion", "confidence", "probabilities", "modalities"} <= set(answer["properties"])  # typed
+
         metrics = httpx.get(f"{url}/metrics", timeout=10).text  # Prometheus, beyond BentoML's own
         assert "affectflow_predictions_total{emotion=" in metrics
         assert 'affectflow_rejected_uploads_total{reason="not decodable"} 2.0' in metrics
@@ -192,7 +197,7 @@ def test_bento_keeps_serving_its_pinned_model_after_newer_ones(store, tmp_path):
 
     bento = bento_info(bento_tag)
     assert bento["name"] == "affectflow-toy" and bento["labels"]["dataset"] == "toy"
-    assert [model["tag"] for model in bento["services"][0]["models"]] == [pinned]
+    assert [[model["tag"] for model in service["models"]] for service in bento["services"]] == [[pinned]] * 2
     assert served_datasets() == {"toy": bento_tag, "other": other}  # each dataset its own Bento
     port = free_port()
     env = server_env(store, **{MODEL_TAG_ENV: newer})
@@ -217,7 +222,7 @@ def test_bento_keeps_serving_its_pinned_model_after_newer_ones(store, tmp_path):
             stop(proc)
     with socket.socket() as probe:  # nothing of the server is left listening
         assert probe.connect_ex(("127.0.0.1", port)) != 0
-    assert "BENTOML_HOME=" in log_tail(log_path)  # the equivalent bentoml command, for a fresh shell
+    assert "BENTOML_HOME=" in log_path.read_text(errors="replace")  # the equivalent bentoml command, for a fresh shell
 
 
 @pytest.mark.slow
@@ -279,6 +284,8 @@ def test_timeline_answers_window_by_window_and_refuses_bad_requests(store, make_
         summary = body["summary"]
         assert (summary["windows"], summary["usable_windows"], summary["unusable_windows"]) == (4, 4, 0)
         assert summary["emotion"] in CLASSES and sum(summary["shares"].values()) == pytest.approx(1.0)
+        schema = httpx.get(f"{url}/docs.json", timeout=10).json()["paths"]["/timeline"]["post"]["responses"]["200"]
+        assert "windows" in schema["content"]["application/json"]["schema"]["properties"]  # typed in OpenAPI
 
         shorter = timeline(clip, window="2", hop="2").json()
         assert [(w["start"], w["end"]) for w in shorter["windows"]] == [(0, 2), (2, 4), (4, 6)]
