@@ -1,7 +1,8 @@
 """BentoML service: upload a video, get its emotion, calibrated confidence and arousal/valence as JSON.
 
 Two services in one server. ``EmotionService`` takes the HTTP requests: each of its workers (one per CPU
-by default) decodes an upload and extracts its features. ``EmotionModel`` holds the model once and answers
+by default, ``AFFECTFLOW_WORKERS``) decodes uploads and extracts their features, ``AFFECTFLOW_THREADS``
+(4) requests at a time. ``EmotionModel`` holds the model once and answers
 their calls through BentoML's adaptive batching: the inputs of concurrent requests are joined into one
 batch (at most ``AFFECTFLOW_MAX_BATCH`` clips, waiting at most ``AFFECTFLOW_MAX_LATENCY_MS``), and the model
 runs once per batch. ``AFFECTFLOW_BATCHING=off`` turns batching off (the serving benchmark compares both).
@@ -67,6 +68,9 @@ MAX_BATCH = int(os.environ.get("AFFECTFLOW_MAX_BATCH", "16"))
 MAX_LATENCY_MS = int(os.environ.get("AFFECTFLOW_MAX_LATENCY_MS", "2000"))
 # Request workers decode and extract features, the heavy part of a request: one per CPU unless told.
 WORKERS = int(os.environ["AFFECTFLOW_WORKERS"]) if os.environ.get("AFFECTFLOW_WORKERS") else "cpu_count"
+# Requests each request worker takes at once: while one waits for the model, others decode. With one (BentoML's
+# default for sync APIs) at most WORKERS clips ever wait for the model together, and batches stay that small.
+THREADS = int(os.environ.get("AFFECTFLOW_THREADS", "4"))
 REQUEST_TIMEOUT_S = 300  # a 10-minute timeline takes ~1 min on 2 quiet cores, ~2 min loaded
 
 
@@ -108,7 +112,7 @@ class EmotionModel:
 @bentoml.service(name=NAME, description=(
     f"Emotion recognition from video: the champion model of {CARD.dataset} ({CARD.model_version}, dataset "
     f"{CARD.dataset_version}, {CARD.task}, classes {', '.join(CARD.classes)}). POST /predict with a video "
-    "(multipart field `video`)."), workers=WORKERS, traffic={"timeout": REQUEST_TIMEOUT_S})
+    "(multipart field `video`)."), workers=WORKERS, threads=THREADS, traffic={"timeout": REQUEST_TIMEOUT_S})
 class EmotionService:
     """Decodes uploads and extracts their features; the model call goes to ``EmotionModel``."""
 

@@ -124,6 +124,15 @@ def serving(cmd: list[str], port: int, env: dict[str, str], log_path: Path) -> I
             stop(proc)
 
 
+@contextmanager
+def serving_model(home, tag: str, log_path: Path) -> Iterator[str]:
+    """`bentoml serve` of the service's source code with the model ``tag``, until the block ends; yields its URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
+    with serving(cmd, port, server_env(home, **{MODEL_TAG_ENV: tag}), log_path) as url:
+        yield url
+
+
 def upload(url: str, content: bytes, content_type: str = "application/octet-stream") -> httpx.Response:
     """A multipart upload as curl sends it: ``curl -F video=@clip.mp4 URL/predict``."""
     return httpx.post(f"{url}/predict", files={"video": ("clip.mp4", content, content_type)}, timeout=60)
@@ -147,10 +156,7 @@ def test_saved_model_carries_its_card_and_loads_for_prediction(store, make_clip)
 def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_clip, tmp_path):
     tag = save_model("v1")
     clip = make_clip("clip.mp4", seconds=1.0).read_bytes()
-    port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
-
-    with serving(cmd, port, server_env(store, **{MODEL_TAG_ENV: tag}), tmp_path / "serve.log") as url:
+    with serving_model(store, tag, tmp_path / "serve.log") as url:
         for content_type in ("application/octet-stream", "video/mp4"):
             response = upload(url, clip, content_type)
             assert response.status_code == 200, response.text
@@ -234,9 +240,7 @@ def test_an_audio_model_answers_422_when_there_is_no_speech(store, make_clip, tm
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
                     "testsrc=size=96x96:rate=25:duration=1", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
                     "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(silent)], check=True)
-    port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
-    with serving(cmd, port, server_env(store, **{MODEL_TAG_ENV: tag}), tmp_path / "serve.log") as url:
+    with serving_model(store, tag, tmp_path / "serve.log") as url:
         for clip in (silent, make_clip("mute.mp4", audio=False)):
             response = upload(url, clip.read_bytes())
             assert response.status_code == 422, response.text
@@ -263,14 +267,12 @@ def test_serving_needs_a_dataset_when_several_have_a_bento(store, capsys):
 def test_timeline_answers_window_by_window_and_refuses_bad_requests(store, make_clip, tmp_path):
     tag = save_model("v1")
     clip = make_clip("talk.mp4", seconds=6.0).read_bytes()
-    port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
 
     def timeline(content: bytes, **fields: str) -> httpx.Response:  # curl -F video=@talk.mp4 [-F window=2] URL/timeline
         return httpx.post(f"{url}/timeline", files={"video": ("talk.mp4", content, "application/octet-stream")},
                           data=fields, timeout=120)
 
-    with serving(cmd, port, server_env(store, **{MODEL_TAG_ENV: tag}), tmp_path / "serve.log") as url:
+    with serving_model(store, tag, tmp_path / "serve.log") as url:
         response = timeline(clip)
         assert response.status_code == 200, response.text
         body = response.json()
