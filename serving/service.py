@@ -53,6 +53,7 @@ from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV  # noqa: E402
 from affectflow.packed import Layout, pack, pack_outputs, unpack, unpack_outputs  # noqa: E402
 from affectflow.predict import ClipReader, ModelCard, Predictor, UnusableClipError, with_bundled_backbone  # noqa: E402
 from affectflow.timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowError, timeline  # noqa: E402
+from serving.guard import Guard, configured_key, max_upload_bytes  # noqa: E402
 from serving.metrics import PREDICTIONS, REJECTED, STAGE_SECONDS  # noqa: E402
 from serving.schemas import Metadata, Prediction, Rejection, TimelineAnswer  # noqa: E402
 
@@ -179,3 +180,8 @@ class EmotionService:
         except (WindowError, MediaError, UnusableClipError) as err:
             return self._rejected(err, video)
         return TimelineAnswer.model_validate(found.to_dict())
+
+
+# Before BentoML sees a request: the API key when one is set, the upload's size and shape (``serving.guard``).
+EmotionService.add_asgi_middleware(Guard, key=configured_key(), max_bytes=max_upload_bytes(),
+                                   on_refusal=lambda reason: REJECTED.labels(reason=reason).inc())

@@ -125,11 +125,12 @@ def serving(cmd: list[str], port: int, env: dict[str, str], log_path: Path) -> I
 
 
 @contextmanager
-def serving_model(home, tag: str, log_path: Path) -> Iterator[str]:
-    """`bentoml serve` of the service's source code with the model ``tag``, until the block ends; yields its URL."""
+def serving_model(home, tag: str, log_path: Path, **env: str) -> Iterator[str]:
+    """`bentoml serve` of the service's source code with the model ``tag`` (and ``env``), until the block ends;
+    yields its URL."""
     port = free_port()
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_IMPORT, "--host", "127.0.0.1", "--port", str(port)]
-    with serving(cmd, port, server_env(home, **{MODEL_TAG_ENV: tag}), log_path) as url:
+    with serving(cmd, port, server_env(home, **{MODEL_TAG_ENV: tag}, **env), log_path) as url:
         yield url
 
 
@@ -298,3 +299,46 @@ def test_timeline_answers_window_by_window_and_refuses_bad_requests(store, make_
         garbage = timeline(os.urandom(4096))
         assert garbage.status_code == 400 and "not a usable video" in garbage.json()["error"]
         assert "/tmp" not in garbage.json()["error"]  # the server's temp copy is not named
+
+
+@pytest.mark.slow
+def test_key_size_limit_and_malformed_uploads_get_4xx_with_a_reason(store, make_clip, tmp_path):
+    """What BentoML alone answered with 500 (no multipart boundary; a URL where the file belongs, which it
+    tried to fetch) is a 400 with a reason; a key, when set, is required everywhere but the health probes."""
+    tag = save_model("v1")
+    clip = make_clip("clip.mp4", seconds=1.0).read_bytes()
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret-key\n")
+    env = {"AFFECTFLOW_API_KEY_FILE": str(key_file), "AFFECTFLOW_MAX_UPLOAD_MB": "1"}
+    with serving_model(store, tag, tmp_path / "serve.log", **env) as url:
+        assert upload(url, clip).status_code == 401
+        wrong = httpx.post(f"{url}/metadata", headers={"Authorization": "Bearer guess"}, timeout=10)
+        assert wrong.status_code == 401 and "API key" in wrong.json()["error"]
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # probes need no key
+        key = {"Authorization": "Bearer s3cret-key"}
+
+        def post(route: str = "/predict", **kwargs) -> httpx.Response:
+            return httpx.post(f"{url}{route}", headers={**key, **kwargs.pop("headers", {})}, timeout=60, **kwargs)
+
+        answered = post(files={"video": ("clip.mp4", clip, "application/octet-stream")})
+        assert answered.status_code == 200 and answered.json()["emotion"] in CLASSES
+        refused = {
+            "no boundary": post(content=b"xx", headers={"content-type": "multipart/form-data"}),
+            "not multipart": post(json={"video": "/etc/passwd"}),
+            "wrong field": post(files={"clip": ("clip.mp4", clip)}),
+            "form-encoded URL": post(data={"video": "http://127.0.0.1:9/clip.mp4"}),
+            "a URL, not a file": post(files={"video": (None, b"http://127.0.0.1:9/clip.mp4")}),  # a text part
+            "a URL to /timeline": post("/timeline", files={"video": (None, b"http://127.0.0.1:9/clip.mp4")}),
+            "broken multipart": post(content=b"--b\r\nContent-Disposition: form-data; name=video\r\n",
+                                     headers={"content-type": "multipart/form-data; boundary=b"}),
+        }
+        for case, response in refused.items():
+            assert response.status_code == 400, (case, response.status_code, response.text)
+            assert response.json()["error"], case
+        assert "fetches nothing" in refused["a URL, not a file"].json()["error"]
+        too_big = post(files={"video": ("big.mp4", os.urandom(1_200_000), "application/octet-stream")})
+        assert too_big.status_code == 413 and "1 MB" in too_big.json()["error"]
+        metrics = httpx.get(f"{url}/metrics", headers=key, timeout=10).text
+        assert 'affectflow_rejected_uploads_total{reason="malformed request"} 7.0' in metrics
+        assert 'affectflow_rejected_uploads_total{reason="unauthorised"}' in metrics
+    assert "Traceback" not in (tmp_path / "serve.log").read_text(errors="replace")  # nothing failed inside
