@@ -45,6 +45,7 @@ from affectflow.media import (
     DamagedVideo,
     MediaError,
     SampledVideo,
+    checked_header,
     decode_audio,
     read_audio,
     read_sampled,
@@ -184,8 +185,8 @@ def backbone_embedding(video: SampledVideo | None, cfg: PreprocessConfig) -> np.
 def _audio(path: Path, cfg: PreprocessConfig, bounded: bool) -> tuple[np.ndarray, float, str | None]:
     """Decoded audio (unpadded), mask and, when the audio is missing, silent or undecodable, the reason.
 
-    ``bounded``: the clip's video already passed the length check, so decord decodes the audio
-    in-process (the faster path). Otherwise the ffmpeg pipe stops just past ``cfg.max_clip_seconds``,
+    ``bounded``: the headers said how long every stream of this video is, and it passed the length check, so
+    decord decodes the audio in-process (the faster path). Otherwise the ffmpeg pipe stops just past ``cfg.max_clip_seconds``,
     enough to tell an over-long file (``ClipTooLong``) without holding all of it in memory.
     """
     try:
@@ -214,9 +215,11 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
     """
     path = Path(path)
     with _stage(timings, "decode"):
+        header = checked_header(path, cfg.max_clip_seconds)  # refuses the unsafe and the too long, decoding nothing
         video, video_reason = _video(path, cfg)
     with _stage(timings, "audio"):
-        audio, audio_mask, audio_reason = _audio(path, cfg, bounded=video is not None)
+        # In-process decoding reads the whole track: only for a video whose headers bound every stream's length.
+        audio, audio_mask, audio_reason = _audio(path, cfg, bounded=video is not None and header.duration_s is not None)
     if video is None and not audio_mask:
         raise MediaError(f"{path}: neither usable video nor audio "
                          f"(video: {video_reason}; audio: {audio_reason})")

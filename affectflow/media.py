@@ -9,6 +9,7 @@ frames still needed, ``AudioStream`` only the samples from the current window on
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import tempfile
@@ -68,10 +69,14 @@ def _video_reader(path: Path):
         raise MediaError(f"{path}: no decodable video stream ({str(err).splitlines()[0][:120]})") from err
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """What a file holds. Raises ``MediaError`` when it holds neither decodable video nor audio."""
+PROBE_MAX_SECONDS = 600.0   # ingest refuses longer files: no clip of an emotion corpus lasts 10 minutes
+
+
+def probe(path: str | Path, max_seconds: float = PROBE_MAX_SECONDS) -> MediaInfo:
+    """What a file holds. Raises ``MediaError`` when it holds neither decodable video nor audio, ``ClipTooLong``
+    or ``UnsafeMedia`` (``checked_header``) before decoding a file past the limits."""
     path = Path(path)
-    _check_file(path)
+    header = checked_header(path, max_seconds)
     try:
         reader = _video_reader(path)
     except MediaError:
@@ -83,7 +88,7 @@ def probe(path: str | Path) -> MediaInfo:
         except Exception as err:  # decord raises bare DECORDError/RuntimeError on damaged streams
             raise MediaError(f"{path}: video stream is damaged ({str(err).splitlines()[0][:120]})") from err
         del reader
-    audio = read_audio(path, sample_rate=8000)
+    audio = read_audio(path, sample_rate=8000, max_seconds=max_seconds + 1.0) if header.has_audio else np.zeros(0)
     has_video, has_audio = num_frames > 0, audio.size > 0
     if not (has_video or has_audio):
         raise MediaError(f"{path}: not a decodable video or audio file")
@@ -122,11 +127,83 @@ class SampledVideo:
 DECODE_CHUNK = 4  # frames decoded at source size at once: bounds memory on high-resolution video
 
 
+# The demuxers a clip may be read with: plain media containers, each one file. Playlists (HLS, DASH), concat
+# lists, image sequences and the like make a decoder open further files or URLs named inside them: refused
+# by ffmpeg itself (``-format_whitelist``) before it opens anything else, and only local files are readable
+# (``-protocol_whitelist file``).
+ACCEPTED_FORMATS = ("mov", "matroska", "avi", "flv", "mpeg", "mpegts", "asf", "wav", "mp3", "ogg", "flac", "aac")
+MAX_PIXELS = 4096 * 2160     # DCI 4K; a 4000x4000 clip took +2 GB and 20 s before this limit
+MAX_FPS = 240.0
+
+
+class UnsafeMedia(MediaError):
+    """A file that is not a plain media file of an accepted format, or one past the resolution limits:
+    refused from its headers, before anything is decoded."""
+
+
 def _listing(path: Path) -> list[str]:
-    """What ffmpeg's demuxer says about a file (``ffmpeg -i``, headers only, nothing decoded)."""
-    result = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
-                            timeout=60, check=False)
+    """What ffmpeg's demuxer says about a file (``ffmpeg -i``, headers only, nothing decoded), opened only as
+    a local file of an accepted format."""
+    result = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-protocol_whitelist", "file",
+                             "-format_whitelist", ",".join(ACCEPTED_FORMATS), "-i", str(path)],
+                            capture_output=True, timeout=60, check=False)
     return result.stderr.decode(errors="replace").splitlines()
+
+
+def _container_seconds(lines: list[str]) -> float | None:
+    found = re.search(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", "\n".join(lines))
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A file's headers as ffmpeg lists them: nothing decoded."""
+
+    format: str
+    duration_s: float | None       # the container's: the longest stream's; None when it does not say
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+def read_header(path: str | Path) -> Header:
+    """The headers of a plain media file. Raises ``UnsafeMedia`` for anything ffmpeg will not open as a local
+    file of an ``ACCEPTED_FORMATS`` container (a playlist, a concat list, text, garbage)."""
+    path = Path(path)
+    _check_file(path)
+    lines = _listing(path)
+    opened = next((line for line in lines if line.startswith("Input #0, ")), None)
+    if opened is None:
+        raise UnsafeMedia(f"{path}: not a media file of an accepted format ({', '.join(ACCEPTED_FORMATS)}); "
+                          "playlists, concat lists and other files naming further files are refused")
+    video = next((line for line in lines if line.lstrip().startswith("Stream #") and "Video:" in line
+                  and "attached pic" not in line), "")
+    size = re.search(r"[ ,](\d{2,6})x(\d{2,6})[ ,\[]", video)
+    fps = re.search(r"([\d.]+) fps", video) or re.search(r"([\d.]+) tbr", video)
+    return Header(opened.removeprefix("Input #0, ").split(",")[0], _container_seconds(lines), bool(video),
+                  _lists_stream(lines, "Audio"), int(size.group(1)) if size else 0,
+                  int(size.group(2)) if size else 0, float(fps.group(1)) if fps else 0.0)
+
+
+def checked_header(path: str | Path, max_seconds: float) -> Header:
+    """``read_header``, refusing before any decoding a file longer than ``max_seconds`` in any stream
+    (``ClipTooLong``: the container's duration is its longest stream's, so a short video with an hour of
+    audio is refused too), over ``MAX_PIXELS`` per frame or ``MAX_FPS`` frames per second (``UnsafeMedia``)."""
+    header = read_header(path)
+    if header.duration_s is not None and header.duration_s > max_seconds + 0.5:
+        raise ClipTooLong(f"{path}: lasts {header.duration_s:.1f} s (its longest stream), over the {max_seconds:g} s "
+                          "limit; cut long recordings into utterances first")
+    if header.width * header.height > MAX_PIXELS:
+        raise UnsafeMedia(f"{path}: frames of {header.width}x{header.height} pixels, over the limit of "
+                          f"{MAX_PIXELS / 1e6:.1f} megapixels (4096x2160); scale the video down first")
+    if header.fps > MAX_FPS:
+        raise UnsafeMedia(f"{path}: {header.fps:g} frames per second, over the limit of {MAX_FPS:g}")
+    return header
 
 
 def _lists_stream(lines: list[str], kind: str) -> bool:
@@ -283,27 +360,17 @@ class StreamLayout:
     duration_s: float   # num_frames / fps with video, else the container's duration
 
 
-def _container_seconds(lines: list[str]) -> float | None:
-    found = re.search(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", "\n".join(lines))
-    if found is None:
-        return None
-    hours, minutes, seconds = found.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
 def stream_layout(path: str | Path) -> StreamLayout:
     """Streams, frame count, frame rate and duration from headers and decord's frame index; nothing is decoded
     (``probe`` decodes the whole audio track). Raises ``DamagedVideo`` for a listed video stream that does
     not open or has no frames, ``MediaError`` for a file with neither video nor audio or of unknown length."""
     path = Path(path)
-    _check_file(path)
-    lines = _listing(path)
-    has_audio = _lists_stream(lines, "Audio")
+    header = checked_header(path, math.inf)
     num_frames, fps = 0, 0.0
     try:
         reader = _video_reader(path)
     except MediaError as err:
-        if _lists_stream(lines, "Video"):
+        if header.has_video:
             raise DamagedVideo(f"{path}: has a video stream that cannot be decoded, the file may be truncated or "
                                f"damaged ({str(err.__cause__).splitlines()[0][:120]})") from err
     else:
@@ -311,12 +378,12 @@ def stream_layout(path: str | Path) -> StreamLayout:
         del reader
         if num_frames == 0 or fps <= 0:
             raise DamagedVideo(f"{path}: video stream has no frames")
-    if not (num_frames or has_audio):
+    if not (num_frames or header.has_audio):
         raise MediaError(f"{path}: not a decodable video or audio file")
-    duration = num_frames / fps if num_frames else _container_seconds(lines)
+    duration = num_frames / fps if num_frames else header.duration_s
     if duration is None or duration <= 0:
         raise MediaError(f"{path}: the file does not say how long it is")
-    return StreamLayout(str(path), num_frames > 0, has_audio, num_frames, fps, float(duration))
+    return StreamLayout(str(path), num_frames > 0, header.has_audio, num_frames, fps, float(duration))
 
 
 def stream_sampled(path: str | Path, index_sets: Sequence[np.ndarray], width: int,

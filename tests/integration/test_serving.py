@@ -336,6 +336,9 @@ def test_key_size_limit_and_malformed_uploads_get_4xx_with_a_reason(store, make_
             assert response.status_code == 400, (case, response.status_code, response.text)
             assert response.json()["error"], case
         assert "fetches nothing" in refused["a URL, not a file"].json()["error"]
+        playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n/etc/hostname\n#EXT-X-ENDLIST\n"
+        hls = post(files={"video": ("clip.mp4", playlist, "application/octet-stream")})  # the decoder opens nothing
+        assert hls.status_code == 400 and "playlists, concat lists" in hls.json()["error"]
         too_big = post(files={"video": ("big.mp4", os.urandom(1_200_000), "application/octet-stream")})
         assert too_big.status_code == 413 and "1 MB" in too_big.json()["error"]
         metrics = httpx.get(f"{url}/metrics", headers=key, timeout=10).text
