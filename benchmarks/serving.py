@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from affectflow.features import blank_features, stack_inputs
 from affectflow.model import build_model
 from affectflow.packaging import MODEL_TAG_ENV, PROJECT_ROOT, SERVICE_IMPORT, save_to_bentoml
 from affectflow.predict import ModelCard
+from affectflow.servers import free_port
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED / "faces" / "WolfgangLanger_Pexels.mp4"      # a face, but a silent audio track
@@ -75,12 +75,6 @@ def save_model(name: str, modalities: tuple[str, ...]) -> str:
     shapes = {n: a.shape[1:] for n, a in stack_inputs([blank_features(cfg)], inputs).items()}
     model = build_model(CLASSES, shapes, TrainConfig())
     return save_to_bentoml(model, ModelCard(CLASSES, cfg, "multitask", model_version=f"{name}/1", dataset=name))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(tag: str, batching: bool, log: Path) -> tuple[subprocess.Popen, str]:

@@ -31,6 +31,7 @@ from affectflow.packaging import (
     stored_model,
 )
 from affectflow.predict import ModelCard, Predictor
+from affectflow.servers import free_port
 
 CLASSES = ("anger", "happiness", "sadness")
 READY_TIMEOUT_S = 90
@@ -62,12 +63,6 @@ def store(home, monkeypatch: pytest.MonkeyPatch):
     """The test home with BentoML's store inside it (BENTOML_HOME may point elsewhere in this process)."""
     monkeypatch.setenv("BENTOML_HOME", str(home.bentoml_home))
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(home, **extra: str) -> dict[str, str]:
