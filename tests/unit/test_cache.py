@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,9 +14,10 @@ import numpy as np
 import pytest
 from support import shared_data
 
-from affectflow.cache import file_sha256, preprocess_clips, preprocess_paths
+from affectflow.cache import TEMP_GRACE_S, file_sha256, preprocess_clips, preprocess_paths
 from affectflow.config import PreprocessConfig
-from affectflow.features import extract_features, load_features
+from affectflow.features import extract_features, load_features, save_features
+from affectflow.media import MediaError
 
 CFG = PreprocessConfig(num_frames=8, frame_size=32, audio_seconds=1.0, n_mfcc=13, face_backend="none")  # cache logic is backend-blind
 
@@ -135,3 +138,69 @@ def test_preprocess_paths_counts_face_frames(home):
     assert summary["face_frames"] == 16 and summary["face_backend"] == "landmarks"
     cached, _ = preprocess_paths([clip], cache_root=home.features)
     assert cached == {**line, "cached": True}
+
+
+def damage(record: Path, how: str) -> None:
+    """What a disk, a copy tool or an old version can leave where a record should be."""
+    data = record.read_bytes()
+    if how == "truncated":
+        record.write_bytes(data[: len(data) // 2])
+    elif how == "flipped byte":  # inside the deflated frames: only a full read (CRC) notices
+        middle = len(data) // 3
+        record.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    elif how == "empty":
+        record.write_bytes(b"")
+    elif how == "other config":
+        features = load_features(record)
+        features.config_hash = "0" * 16
+        save_features(record, features)
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped byte", "empty", "other config"])
+def test_a_damaged_record_is_recomputed_once(home, clips, tmp_path, how):
+    (first,) = preprocess_clips(clips[:1], home.features, CFG)
+    record = Path(first.record)
+    shutil.copy(record, tmp_path / "good.npz")
+    damage(record, how)
+
+    (again,) = preprocess_clips(clips[:1], home.features, CFG)
+    assert (again.ok, again.cached, again.repaired, again.record) == (True, False, True, first.record)
+    repaired, good = load_features(record), load_features(tmp_path / "good.npz")
+    np.testing.assert_array_equal(repaired.frames, good.frames)
+    np.testing.assert_array_equal(repaired.mfcc, good.mfcc)
+    assert repaired.config_hash == CFG.hash()
+    (third,) = preprocess_clips(clips[:1], home.features, CFG)
+    assert (third.ok, third.cached, third.repaired) == (True, True, False)
+
+
+def test_a_damaged_record_whose_clip_fails_now_is_removed(home, clips, monkeypatch):
+    (first,) = preprocess_clips(clips[:1], home.features, CFG)
+    damage(Path(first.record), "truncated")
+
+    def unreadable(clip, cfg):
+        raise MediaError(f"{clip}: cannot be decoded now")
+
+    monkeypatch.setattr("affectflow.cache.extract_features", unreadable)
+    (again,) = preprocess_clips(clips[:1], home.features, CFG)
+    assert (again.ok, again.repaired, again.record) == (False, True, None) and "decoded now" in again.error
+    assert not Path(first.record).exists()  # never read later as if it were whole
+
+
+def test_leftovers_of_killed_writes_are_removed_after_a_grace_period(home, clips):
+    (first,) = preprocess_clips(clips[:1], home.features, CFG)
+    folder, other = Path(first.record).parent, home.features / "0123456789abcdef"
+    other.mkdir()
+    old = time.time() - TEMP_GRACE_S - 60
+    leftovers = [folder / f".{first.clip_hash}.k1ll3d.tmp", other / ".feedface.x.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"PK\x03\x04 half a record")
+        os.utime(path, (old, old))
+    live = folder / f".{first.clip_hash}.wr1t1ng.tmp"  # a write in progress in another process
+    live.write_bytes(b"PK\x03\x04")
+
+    *lines, summary = preprocess_paths(clips[:1], CFG, cache_root=home.features)
+    assert (summary["temporaries_removed"], summary["repaired"], summary["cached"]) == (2, 0, 1)
+    assert not any(path.exists() for path in leftovers) and live.exists() and Path(first.record).is_file()
+    assert [line["repaired"] for line in lines] == [False]
+    *_, summary = preprocess_paths(clips[:1], CFG, cache_root=home.features)
+    assert summary["temporaries_removed"] == 0
