@@ -29,7 +29,7 @@ from affectflow.evaluation import predict_arrays, prediction_frame, score_predic
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
 from affectflow.splits import check_speaker_independence, speaker_folds
-from affectflow.tables import markdown_table
+from affectflow.tables import markdown_table, write_report_csv
 from affectflow.training import Progress, ready_for, train
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ def write_report(cv: CrossValidation, folder: Path) -> dict[str, Path]:
              "predictions": folder / "predictions.csv", "groups": folder / "groups.csv"}
     paths["json"].write_text(json.dumps(cv.to_dict(), indent=2, default=float))
     paths["markdown"].write_text(cv.markdown())
-    cv.predictions.to_csv(paths["predictions"], index=False)
-    cv.groups().to_csv(paths["groups"], index=False)
+    write_report_csv(cv.predictions, paths["predictions"])  # speaker ids and paths neutralised for spreadsheets
+    write_report_csv(cv.groups(), paths["groups"])
     matrix = cv.confusion()
     if matrix is not None:
         paths["confusion"] = confusion_matrix_png(matrix, cv.classes, folder / "confusion_matrix.png",

@@ -9,6 +9,20 @@ A kill between the two leaves a store folder whose journal names clips absent fr
 every later ingest completes it first. Each clip hash enters the manifest once; a batch whose clips
 are all known already is a "duplicate": its folder is still kept in the store (under a suffixed name
 if needed), but it adds no rows. Names never overwrite: a taken name gets ``-2``, ``-3``, ...
+
+Label conflicts: a clip has one label. A row whose clip content (sha256) is already in the dataset with another
+speaker, emotion, arousal or valence, or that repeats the content of an earlier row of its batch with other
+labels, is a conflict: the whole batch is quarantined (as for any failed check) and its report names each such
+row with both labellings and where the other one is. Nothing in the store changes; correct or drop the rows and
+put the batch back in the inbox. Same content with the same labels stays a duplicate (kept, adds no rows).
+
+The store keeps real files only: a batch folder that is a symlink is refused without reading anything through
+it (``quarantine/<batch>/`` gets the report and the link itself, as ``batch.symlink``), and a batch holding a
+symlink fails validation.
+
+Concurrent ingests of one home: ``ingest_inbox`` runs under an exclusive lock (``<home>/.ingest-run.lock``, which
+names its holder); a second run waits for the first, then finds what is left. Moves and manifest writes take
+a second lock (``.ingest.lock``), so ``ingest_batch`` called on its own is safe too.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -30,10 +44,13 @@ import pandas as pd
 from affectflow.cache import file_sha256
 from affectflow.config import Paths
 from affectflow.errors import UserError
-from affectflow.validation import REPORT_MD, ValidationReport, read_labels, validate_batch
+from affectflow.validation import REPORT_MD, Failure, ValidationReport, read_labels, validate_batch
 
 JOURNAL = "ingest.json"
 MANIFEST = "manifest.parquet"
+RUN_LOCK = ".ingest-run.lock"
+LINK_NAME = "batch.symlink"  # where a refused symlinked batch folder's link is kept in quarantine
+LABEL_COLUMNS: tuple[str, ...] = ("speaker", "emotion", "arousal", "valence")  # one labelling per clip content
 MANIFEST_COLUMNS: tuple[str, ...] = ("clip_hash", "batch", "path", "speaker", "emotion", "arousal", "valence",
                                      "intensity", "split", "ingested_at")
 NUMBER_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
@@ -41,6 +58,7 @@ VERSION_COLUMNS: tuple[str, ...] = ("clip_hash", "speaker", "emotion", "arousal"
 
 Status = Literal["accepted", "quarantined", "duplicate"]
 Progress = Callable[[int, int, "IngestResult"], None]
+Say = Callable[[str], None]
 
 
 class UnknownDatasetError(UserError, LookupError):
@@ -74,6 +92,30 @@ def _ingest_lock(paths: Paths) -> Iterator[None]:
         try:
             yield
         finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _ingest_run(paths: Paths, waiting: Say | None = None) -> Iterator[None]:
+    """One ``ingest_inbox`` per home at a time; a second one says whom it waits for, then waits. The lock is
+    the kernel's (``flock``): a killed holder releases it, and the holder line it leaves is replaced."""
+    paths.home.mkdir(parents=True, exist_ok=True)
+    with open(paths.home / RUN_LOCK, "a+") as handle:  # "a+": waiting never empties the holder line
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            if waiting is not None:
+                waiting(f"another ingest of {paths.home} is running ({holder}): waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -184,19 +226,84 @@ def _version(manifest: pd.DataFrame) -> str:
     return "v-" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
-def _quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
-    with _ingest_lock(paths):
-        target = _free_name(paths.quarantine, batch_dir.name)
-        os.rename(batch_dir, target)
+def _moved_to_quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
+    """Move the batch (its report inside) to quarantine; the caller holds the ingest lock."""
+    target = _free_name(paths.quarantine, batch_dir.name)
+    os.rename(batch_dir, target)
     return IngestResult(batch_dir.name, "quarantined", report.dataset, report.n_rows, 0, None,
                         target / REPORT_MD, target, [failure.describe() for failure in report.failures])
 
 
-def _accept(batch_dir: Path, dataset: str, clips: list[dict], paths: Paths) -> IngestResult:
+def _quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
+    with _ingest_lock(paths):
+        return _moved_to_quarantine(batch_dir, report, paths)
+
+
+def _refuse_link(link: Path, paths: Paths) -> IngestResult:
+    """A batch folder that is a symlink: nothing is read through it; ``quarantine/<batch>/`` gets the report
+    and the link itself (moved, so the inbox is clear and the link's target untouched)."""
+    target = os.readlink(link)
+    report = ValidationReport(link.name, False, 0, [Failure(
+        None, None, "batch_is_a_folder", f"{link.name} -> {target}",
+        "the batch folder is a symlink; the store keeps real files only, so nothing was read through it or copied: "
+        f"put the batch folder itself (a copy, not a link) in the inbox; the link is kept here as {LINK_NAME}")])
+    with _ingest_lock(paths):
+        folder = _free_name(paths.quarantine, link.name)
+        folder.mkdir()
+        report.write(folder, create=False)
+        os.rename(link, folder / LINK_NAME)
+    return IngestResult(link.name, "quarantined", None, 0, 0, None, folder / REPORT_MD, folder,
+                        [failure.describe() for failure in report.failures])
+
+
+def _same(a: object, b: object) -> bool:
+    missing_a = a is None or (isinstance(a, float) and math.isnan(a))
+    missing_b = b is None or (isinstance(b, float) and math.isnan(b))
+    return missing_a and missing_b or (not missing_a and not missing_b and a == b)
+
+
+def _labelling(record: dict) -> str:
+    return ", ".join(f"{name} {record[name]!r}" for name in LABEL_COLUMNS if not _same(record.get(name), None))
+
+
+def label_conflicts(clips: list[dict], manifest: pd.DataFrame, dataset: str) -> list[Failure]:
+    """One failure per row whose clip content is labelled otherwise in the dataset's manifest or in an earlier
+    row of the same batch (``LABEL_COLUMNS`` compared, empty equals empty)."""
+    stored = {}
+    for record in manifest[["clip_hash", "path", *LABEL_COLUMNS]].to_dict("records"):
+        stored.setdefault(record["clip_hash"], record)
+    earlier: dict[str, tuple[int, dict]] = {}
+    failures = []
+    for row, clip in enumerate(clips):
+        digest = clip["clip_hash"]
+        if digest in stored:
+            other, where = stored[digest], f"in dataset {dataset} as {stored[digest]['path']}"
+        elif digest in earlier:
+            first, other = earlier[digest]
+            where = f"in row {first} of this batch ({other['path']})"
+        else:
+            earlier[digest] = (row, clip)
+            continue
+        differ = [name for name in LABEL_COLUMNS if not _same(clip.get(name), other.get(name))]
+        if differ:
+            failures.append(Failure(row, differ[0], "label_conflict", clip.get(differ[0]),
+                                    f"label conflict: the same clip content (sha256 {digest[:12]}...) is {where} "
+                                    f"with {_labelling(other)}; this row says {_labelling(clip)}. A clip has one "
+                                    "label: correct or drop one of them, then put the batch back in the inbox"))
+    return failures
+
+
+def _accept(batch_dir: Path, report: ValidationReport, clips: list[dict], paths: Paths) -> IngestResult:
+    dataset = str(report.dataset)  # a passing batch names one dataset
     store = paths.datasets / dataset
     with _ingest_lock(paths):
         store.mkdir(parents=True, exist_ok=True)
         manifest = _completed_manifest(store)
+        conflicts = label_conflicts(clips, manifest, dataset)
+        if conflicts:
+            report = replace(report, success=False, failures=conflicts)
+            report.write(batch_dir, create=False)
+            return _moved_to_quarantine(batch_dir, report, paths)
         known = set(manifest["clip_hash"])
         target = _free_name(store, batch_dir.name)
         ingested_at = datetime.now(UTC).isoformat()
@@ -216,40 +323,49 @@ def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False) -> Inge
     """Validate one batch folder, then move it to quarantine or into the store and record its clips.
 
     The reports (and GX Data Docs under ``data_docs/`` when asked) are written into the batch folder
-    before it moves, so they travel with it.
+    before it moves, so they travel with it. A batch folder that is a symlink is refused unread; a batch whose
+    clips conflict with the labels the store has for the same content is quarantined (module docstring).
     """
     batch_dir = Path(batch_dir)
+    if batch_dir.is_symlink():
+        return _refuse_link(batch_dir, paths)
     if not batch_dir.is_dir():
         raise FileNotFoundError(f"no batch folder at {batch_dir}")
     report = validate_batch(batch_dir, docs_dir=batch_dir / "data_docs" if data_docs else None)
-    report.write(batch_dir)
+    report.write(batch_dir, create=False)
     if not report.success:
         return _quarantine(batch_dir, report, paths)
     clips = _clip_records(batch_dir, read_labels(batch_dir))
-    return _accept(batch_dir, str(report.dataset), clips, paths)  # a passing batch names one dataset
+    return _accept(batch_dir, report, clips, paths)
 
 
 def pending_batches(inbox: Path) -> list[Path]:
-    """Batch folders waiting in ``inbox``, sorted; dot-folders are uploads still in progress."""
+    """Batch folders waiting in ``inbox``, sorted; dot-folders are uploads still in progress. A symlink to a
+    folder is listed too (``ingest_batch`` refuses it with a report, instead of leaving it unexplained)."""
     if not inbox.is_dir():
         return []
     return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool = False,
-                 inbox: Path | None = None) -> list[IngestResult]:
+                 inbox: Path | None = None, waiting: Say | None = None) -> list[IngestResult]:
     """Finish any interrupted ingest, then ingest every batch of ``inbox`` (default: the home's).
 
-    ``progress(done, total, result)`` is called after each batch.
+    One run per home at a time: a second waits (``waiting(message)`` says so first), then ingests what the first
+    left. ``progress(done, total, result)`` is called after each batch; a batch that left the inbox after it
+    was listed (moved by hand) is skipped.
     """
-    recover(paths)
-    batches = pending_batches(inbox or paths.inbox)
-    results = []
-    for done, batch in enumerate(batches, 1):
-        results.append(ingest_batch(batch, paths, data_docs=data_docs))
-        if progress is not None:
-            progress(done, len(batches), results[-1])
-    return results
+    with _ingest_run(paths, waiting):
+        recover(paths)
+        batches = pending_batches(inbox or paths.inbox)
+        results = []
+        for done, batch in enumerate(batches, 1):
+            if not (batch.is_dir() or batch.is_symlink()):
+                continue
+            results.append(ingest_batch(batch, paths, data_docs=data_docs))
+            if progress is not None:
+                progress(done, len(batches), results[-1])
+        return results
 
 
 def list_datasets(paths: Paths) -> list[str]:

@@ -45,6 +45,12 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "dataset", "speaker", "emotion")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity", "split")
 LABELS_FILENAME = "labels.csv"
+# Ids and labels of the contract that become folder names, manifest values and report cells: none may hold a
+# control character (C0 such as NUL, tab, CR, LF; DEL; C1; the Unicode line and paragraph separators), which
+# would cut a line of a report or log, end a C string early or make two ids look alike. The label suite
+# (expectations/labels.json) refuses them with this pattern; a test checks that the two agree.
+TEXT_COLUMNS: tuple[str, ...] = ("path", "dataset", "speaker", "emotion", "split")
+CONTROL_CHARACTERS = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 
 
 def affect_of(emotion: str, intensity: float = 1.0) -> tuple[float, float]:

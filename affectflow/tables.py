@@ -1,14 +1,27 @@
-"""Markdown tables for reports: one cell per value, ``|`` and line breaks escaped, missing values as "-"."""
+"""Tables for reports: Markdown (one cell per value, ``|`` and line breaks escaped, missing values as "-") and
+CSV files neutralised against spreadsheet formula injection.
+
+CSV reports (``write_report_csv``) are written for people, who open them in a spreadsheet, and their values come
+from users' label files (speaker ids, paths, groups). A spreadsheet evaluates a cell that starts with ``=``, ``+``,
+``-`` or ``@`` (and some read a leading tab or carriage return the same way) as a formula: ``=HYPERLINK(...)`` in a
+speaker id would become a live link, or worse (CWE-1236). Such text cells get a leading apostrophe (``'=1+2``),
+which spreadsheets show as text; numbers (``-0.25``, typed or as text) are left alone, they evaluate to
+themselves. The project never reads a report CSV back as data. Label files (``labels.csv``) are data, not
+reports: they are written and read verbatim, and never evaluated.
+"""
 
 from __future__ import annotations
 
 import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 
 _PIPE = re.compile(r"(\\*)\|")
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def cell(value: object, float_format: str = ".3f", missing: str = "-") -> str:
@@ -46,3 +59,22 @@ def markdown_table(rows: pd.DataFrame | Iterable[Mapping[str, object]], columns:
     lines = [line(cell(c, missing=missing) for c in columns), "|" + "---|" * len(columns)]
     lines += [line(cell(record.get(c), float_format, missing) for c in columns) for record in records]
     return "\n".join(lines)
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value`` as a CSV report cell: text a spreadsheet would evaluate as a formula gets a leading apostrophe;
+    numbers, plain text and non-text values come back unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def write_report_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` (no index) as a CSV report with every text cell and header made ``spreadsheet_safe``."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]) and not pd.api.types.is_bool_dtype(safe[column]):
+            safe[column] = safe[column].map(spreadsheet_safe)
+    safe.columns = [spreadsheet_safe(column) for column in safe.columns]
+    safe.to_csv(path, index=False)
+    return Path(path)

@@ -8,6 +8,10 @@ Problems become a :class:`ValidationReport` that names every failing row, never 
 that cannot be read is reported as a file-level failure. The media are probed first (path safety,
 existence, decodability, duration) and the results added as columns, so the suite checks labels and
 media in one run.
+
+The curated store keeps real files only: a ``labels.csv`` that is a symlink is not read, and a batch holding
+any symlink (a clip, a sub-folder, an extra file) fails with the links named. (A batch folder that is itself a
+symlink is refused before validation, by ``affectflow.ingest``.)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import functools
 import io
 import json
 import math
+import os
 import re
 import threading
 from dataclasses import asdict, dataclass, field
@@ -26,7 +31,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 
 from affectflow.errors import UserError
-from affectflow.labels import LABELS_FILENAME, REQUIRED_COLUMNS
+from affectflow.labels import (
+    CONTROL_CHARACTERS,
+    LABELS_FILENAME,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    TEXT_COLUMNS,
+)
 from affectflow.media import MediaError, probe
 from affectflow.tables import markdown_table
 from expectations import suite_dict
@@ -44,7 +55,16 @@ _GX_LOCK = threading.Lock()
 
 
 class LabelFileError(UserError, ValueError):
-    """labels.csv is missing, empty, not UTF-8 or not parsable as CSV."""
+    """labels.csv is missing, a symlink, empty, not UTF-8 or not parsable as CSV."""
+
+
+_CONTROL = re.compile(CONTROL_CHARACTERS)
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x00``, ``\\n``), for reports: a NUL or a line
+    break in a user's id must show, not cut the line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ class ValidationReport:
         if self.failures:
             # values verbatim (a float out of range must not be rounded into range); None is an empty cell
             rows = [{"row": "file" if f.row is None else f.row, "column": f.column,
-                     "value": None if f.value is None else str(f.value), "reason": f.reason,
+                     "value": None if f.value is None else visible(str(f.value)), "reason": f.reason,
                      "expectation": f.expectation} for f in self.failures]
             columns = ["row", "column", "value", "reason", "expectation"]
             lines.append(markdown_table(rows, columns, missing=""))
@@ -96,9 +116,11 @@ class ValidationReport:
             lines.append("Every check passed.")
         return "\n".join(lines) + "\n"
 
-    def write(self, folder: Path) -> Path:
-        """Write ``report.md`` and ``report.json`` into ``folder``; returns the Markdown path."""
-        folder.mkdir(parents=True, exist_ok=True)
+    def write(self, folder: Path, create: bool = True) -> Path:
+        """Write ``report.md`` and ``report.json`` into ``folder`` (made first unless ``create`` is false: then
+        a folder that is gone stays gone); returns the Markdown path."""
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         (folder / REPORT_JSON).write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n",
                                           encoding="utf-8")
         markdown = folder / REPORT_MD
@@ -114,6 +136,9 @@ def read_labels(batch_dir: Path) -> pd.DataFrame:
     turn an extra field into an index and shift the row's values.
     """
     path = Path(batch_dir) / LABELS_FILENAME
+    if path.is_symlink():
+        raise LabelFileError(f"{LABELS_FILENAME} is a symlink (to {os.readlink(path)}); it was not read: the batch "
+                             "must hold the file itself")
     if not path.is_file():
         raise LabelFileError(f"{LABELS_FILENAME} is missing from the batch folder")
     data = path.read_bytes()
@@ -160,6 +185,35 @@ def _unsafe_reason(root: Path, relative: str) -> str | None:
     return None
 
 
+def symlinks(batch_dir: Path) -> dict[str, str]:
+    """Every symlink under ``batch_dir`` (files and folders, none followed): relative path -> its target."""
+    found = {}
+    for folder, folders, files in os.walk(batch_dir, followlinks=False):
+        for name in folders + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                found[path.relative_to(batch_dir).as_posix()] = os.readlink(path)
+    return dict(sorted(found.items()))
+
+
+def _symlink_failure(batch_dir: Path, labels: pd.DataFrame) -> list[Failure]:
+    """One file-level failure naming the batch's symlinks that no row's path runs into (those rows are named
+    by the path check already)."""
+    links = symlinks(batch_dir)
+    for relative in labels["path"].dropna() if "path" in labels else []:
+        parts = PurePosixPath(relative).parts
+        for end in range(1, len(parts) + 1):
+            if links.pop(PurePosixPath(*parts[:end]).as_posix(), None) is not None:
+                break
+    if not links:
+        return []
+    shown = "; ".join(f"{name} -> {target}" for name, target in list(links.items())[:10])
+    shown += f"; and {len(links) - 10} more" if len(links) > 10 else ""
+    return [Failure(None, None, "no_symlinks", shown,
+                    f"the batch holds {len(links)} symlink(s) that no row names; the store keeps real files only, "
+                    "so the batch is refused: remove each link or replace it by the file itself")]
+
+
 def _probe_clip(root: Path, relative: str) -> tuple[dict, str]:
     """Probe columns for one row and a note saying what went wrong.
 
@@ -196,6 +250,8 @@ def checked_frame(batch_dir: Path, labels: pd.DataFrame) -> tuple[pd.DataFrame, 
     frame = labels.copy()
     for name in NUMERIC_COLUMNS:
         frame[name] = _as_numbers(labels[name]) if name in labels else math.nan
+    for name in (n for n in TEXT_COLUMNS if n in OPTIONAL_COLUMNS and n not in labels):
+        frame[name] = pd.Series([None] * len(labels), index=frame.index, dtype="object")  # so its checks run
     root = Path(batch_dir)
     paths = labels["path"] if "path" in labels else pd.Series([None] * len(labels))
     probed = {path: _probe_clip(root, path) for path in paths.dropna().unique()}  # each file once
@@ -328,5 +384,5 @@ def validate_batch(batch_dir: Path, docs_dir: Path | None = None) -> ValidationR
     dataset = _single_dataset(labels)
     suite = suite_for(dataset)
     result = _run_suite(frame, docs_dir, suite)
-    failures = _failures(result, labels, notes)
+    failures = _symlink_failure(batch_dir, labels) + _failures(result, labels, notes)
     return ValidationReport(batch_dir.name, not failures, len(labels), failures, dataset, suite)

@@ -36,7 +36,8 @@ def ingested_batches(home: str, inbox: str | None = None) -> list[dict]:
                     result.n_clips, result.n_new, "; ".join(result.reasons))
         _announce(result)
 
-    results = ingest_inbox(get_paths(home), progress=progress, inbox=Path(inbox) if inbox else None)
+    results = ingest_inbox(get_paths(home), progress=progress, inbox=Path(inbox) if inbox else None,
+                           waiting=logger.info)  # another ingest of the home runs: this one waits for it
     if results:
         create_table_artifact(key="ingest-results",
                               table=[{k: str(v) for k, v in r.to_dict().items()} for r in results],

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +17,9 @@ import pytest
 
 from affectflow.config import Paths, get_paths
 from affectflow.ingest import (
+    LINK_NAME,
     MANIFEST,
+    RUN_LOCK,
     UnknownDatasetError,
     dataset_version,
     ingest_batch,
@@ -148,6 +154,40 @@ def _empty_csv(batch: Path, rows: list[dict]) -> None:
     (batch / "labels.csv").write_bytes(b"")
 
 
+def _control_character(character: str) -> Callable[[Path, list[dict]], None]:
+    def plant(batch: Path, rows: list[dict]) -> None:
+        rows[1]["speaker"] = f"s{character}1"
+        write_labels(batch, rows)
+    return plant
+
+
+def _symlinked_clip(batch: Path, rows: list[dict]) -> None:
+    outside = batch.parent / "outside.mp4"
+    (batch / "clip1.mp4").rename(outside)
+    (batch / "clip1.mp4").symlink_to(outside)
+
+
+def _symlinked_labels(batch: Path, rows: list[dict]) -> None:
+    (batch / "labels.csv").rename(batch.parent / "outside.csv")
+    (batch / "labels.csv").symlink_to(batch.parent / "outside.csv")
+
+
+def _stray_symlink(batch: Path, rows: list[dict]) -> None:
+    (batch / "notes").symlink_to("/etc")  # not named by labels.csv: the store would still hold it
+
+
+def _conflict_in_batch(batch: Path, rows: list[dict]) -> None:
+    shutil.copy(batch / "clip0.mp4", batch / "clip1.mp4")  # same content as row 0 ...
+    rows[1]["speaker"] = rows[0]["speaker"]  # ... same speaker, another emotion
+    write_labels(batch, rows)
+
+
+def _conflict_with_store(batch: Path, rows: list[dict]) -> None:
+    shutil.copy(batch.parent.parent / "datasets" / "demo" / "good" / "clip0.mp4", batch / "clip1.mp4")
+    rows[1]["speaker"] = "s0"  # the stored clip's speaker; its emotion there is anger, here calm
+    write_labels(batch, rows)
+
+
 BAD_BATCHES = {
     "unknown emotion": (_unknown_emotion, 1, "emotion", "canonical vocabulary"),
     "arousal 1.5": (_arousal_out_of_range, 1, "arousal", "[-1, 1]"),
@@ -160,6 +200,14 @@ BAD_BATCHES = {
     "zero-length file": (_zero_length, 1, "path", "0 bytes"),
     "non-UTF-8 csv": (_latin1_csv, None, None, "not UTF-8"),
     "empty csv": (_empty_csv, None, None, "labels.csv is empty"),
+    "NUL in speaker": (_control_character("\x00"), 1, "speaker", "control character"),
+    "newline in speaker": (_control_character("\n"), 1, "speaker", "control character"),
+    "DEL in speaker": (_control_character("\x7f"), 1, "speaker", "control character"),
+    "symlinked clip": (_symlinked_clip, 1, "path", "is a symlink"),
+    "symlinked labels.csv": (_symlinked_labels, None, None, "labels.csv is a symlink"),
+    "stray symlink": (_stray_symlink, None, None, "holds 1 symlink(s) that no row names"),
+    "label conflict in the batch": (_conflict_in_batch, 1, "emotion", "in row 0 of this batch (clip0.mp4)"),
+    "label conflict with the store": (_conflict_with_store, 1, "emotion", "in dataset demo as good/clip0.mp4"),
 }
 
 
@@ -274,3 +322,56 @@ def test_two_homes_never_interfere(tmp_path: Path, make_clip) -> None:
     assert result.status == "accepted"  # not a duplicate of the other home's clips
     assert result.dataset_version == dataset_version("demo", first)
     assert len(load_dataset("demo", first)) == len(load_dataset("demo", second)) == 2
+
+
+def test_a_symlinked_batch_folder_is_refused_unread(home: Paths, make_clip, tmp_path: Path) -> None:
+    make_batch(home.inbox / "good", make_clip, tone=900)
+    ingest_batch(home.inbox / "good", home)
+    store_before = snapshot(home.datasets)
+    elsewhere = tmp_path / "elsewhere"
+    make_batch(elsewhere, make_clip)
+    elsewhere_before = snapshot(elsewhere)
+    (home.inbox / "linked").symlink_to(elsewhere, target_is_directory=True)
+
+    (result,) = ingest_inbox(home)
+    assert (result.batch, result.status, result.n_new) == ("linked", "quarantined", 0)
+    assert result.location == home.quarantine / "linked" and not result.location.is_symlink()
+    assert "is a symlink" in result.reasons[0] and str(elsewhere) in result.reasons[0]
+    assert sorted(p.name for p in result.location.iterdir()) == sorted([LINK_NAME, "report.json", "report.md"])
+    assert os.readlink(result.location / LINK_NAME) == str(elsewhere)  # kept as it was, not followed
+    assert snapshot(elsewhere) == elsewhere_before  # nothing written through the link (no report there)
+    assert snapshot(home.datasets) == store_before and not any(home.inbox.iterdir())
+    assert not any(p.is_symlink() for p in home.datasets.rglob("*"))
+    assert ingest_inbox(home) == []  # handled once
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.truncate(0)
+handle.write("pid 4242, since a moment\\n")
+handle.flush()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_ingest_waits_for_the_one_running(home: Paths, make_clip) -> None:
+    """Another process holds the home's ingest lock (as a running ingest does): this one says whom it waits for,
+    waits, then ingests; a killed holder would release the lock the same way (the kernel's flock)."""
+    make_batch(home.inbox / "b1", make_clip)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home.home / RUN_LOCK), "1.5"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        said: list[str] = []
+        started = time.monotonic()
+        results = ingest_inbox(home, waiting=said.append)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    assert len(said) == 1 and "pid 4242" in said[0] and "waiting" in said[0]
+    assert waited > 0.5 and [r.status for r in results] == ["accepted"]
+    assert (home.home / RUN_LOCK).read_text() == ""  # the holder line goes with the holder

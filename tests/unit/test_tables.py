@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.tables import cell, markdown_table
+from affectflow.tables import cell, markdown_table, spreadsheet_safe, write_report_csv
 
 
 def _cells(line: str) -> list[str]:
@@ -80,3 +80,24 @@ def test_header_text_is_escaped_too():
 def test_no_rows_is_header_and_separator():
     assert markdown_table([], ["a", "b"]) == "| a | b |\n|---|---|"
     assert markdown_table(pd.DataFrame(columns=["a"])) == "| a |\n|---|"
+
+
+@pytest.mark.parametrize("value, written", [
+    ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"), ("+1+2", "'+1+2"), ("-1+2", "'-1+2"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("-", "'-"),
+    ("-0.25", "-0.25"), ("+3", "+3"), ("1e-3", "1e-3"), ("s01", "s01"), ("a=b", "a=b"), ("", ""),
+    (-0.25, -0.25), (None, None),
+])
+def test_spreadsheet_formulas_are_neutralised_numbers_kept(value, written):
+    assert spreadsheet_safe(value) == written
+
+
+def test_report_csv_neutralises_text_cells_and_headers_only(tmp_path):
+    frame = pd.DataFrame({"speaker": ["=1+2", "s1", "-7"], "arousal": [-0.5, 0.25, -1.0], "n": [1, 2, 3],
+                          "=cmd": ["x", "y", "z"]})
+    path = write_report_csv(frame, tmp_path / "report.csv")
+    back = pd.read_csv(path, dtype={"speaker": str})
+    assert list(back.columns) == ["speaker", "arousal", "n", "'=cmd"]
+    assert back["speaker"].tolist() == ["'=1+2", "s1", "-7"]  # "-7" is a number to a spreadsheet: harmless
+    assert back["arousal"].tolist() == [-0.5, 0.25, -1.0] and back["n"].tolist() == [1, 2, 3]
+    assert frame["speaker"].tolist() == ["=1+2", "s1", "-7"]  # the caller's frame is untouched

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from affectflow.labels import EMOTIONS, REQUIRED_COLUMNS
-from affectflow.validation import LabelFileError, read_labels, validate_batch
+from affectflow.labels import CONTROL_CHARACTERS, EMOTIONS, REQUIRED_COLUMNS, TEXT_COLUMNS
+from affectflow.validation import LabelFileError, read_labels, validate_batch, visible
 from expectations import suite_dict
 
 HEADER = "path,dataset,speaker,emotion,arousal,valence,intensity,split\n"
@@ -38,6 +38,34 @@ def test_suite_requires_the_contract_columns_and_explains_every_check() -> None:
     required = {e["kwargs"]["column"] for e in expectations_of("expect_column_to_exist")}
     assert required == set(REQUIRED_COLUMNS)
     assert all(e["meta"]["reason"] for e in suite_dict("labels")["expectations"])
+
+
+def test_suite_refuses_control_characters_in_every_id_and_label() -> None:
+    checks = expectations_of("expect_column_values_to_not_match_regex")
+    assert {e["kwargs"]["column"]: e["kwargs"]["regex"] for e in checks} == dict.fromkeys(TEXT_COLUMNS,
+                                                                                          CONTROL_CHARACTERS)
+
+
+@pytest.mark.parametrize("column, value", [("speaker", "s\x001"), ("speaker", "s\n1"), ("speaker", "s\r1"),
+                                           ("speaker", "s\t1"), ("speaker", "s\u20281"), ("split", "tr\x00ain"),
+                                           ("path", "clip1.mp4\n")])
+def test_control_characters_are_refused_with_the_row_named(tmp_path: Path, make_clip, column: str,
+                                                           value: str) -> None:
+    row = {"path": "clip1.mp4", "dataset": "demo", "speaker": "s2", "emotion": "calm", "split": "train"}
+    row[column] = value
+    body = "clip0.mp4,demo,s1,anger,,,,train\n" + f'"{row["path"]}",demo,"{row["speaker"]}",calm,,,,"{row["split"]}"\n'
+    report = validate_batch(batch_of(tmp_path / "b", make_clip, body))
+    named = [f for f in report.failures if f.column == column and "control character" in f.reason]
+    assert not report.success and [(f.row, f.value) for f in named] == [(1, value)]
+    markdown = report.to_markdown()
+    assert visible(value) in markdown and value not in markdown  # shown escaped, never cutting the line
+
+
+def test_control_characters_are_checked_without_the_optional_split_column(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s\x001,fear\n",
+                     header="path,dataset,speaker,emotion\n", clips=1)
+    report = validate_batch(batch)
+    assert [(f.row, f.column) for f in report.failures] == [(0, "speaker")]
 
 
 def test_good_batch_passes(tmp_path: Path, make_clip) -> None:
