@@ -83,8 +83,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
+    from cli.embedded_api import start_embedded_api
     from flows.ingest import ingest_flow
 
+    start_embedded_api(activate_home(args.home))  # a fresh home's Prefect database: one process sets it up
     results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None)
     for result in results:
         _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"

@@ -1,0 +1,79 @@
+"""The first start of Prefect's temporary API in a home happens in one process at a time.
+
+Without a Prefect server configured, every flow-running command starts a temporary API server over the home's
+``$PREFECT_HOME/prefect.db``. Its first start creates that database (about 70 Alembic migrations) and registers
+Prefect's block types. Two commands starting together on a fresh home (two ``affectflow ingest`` run by hand,
+a cron job and a person) each migrate the same SQLite file: measured, 5 of 5 trials with three processes had a
+server die at start-up (``index ... already exists``, ``duplicate column name``, ``Online migration expected to
+match one row``, ``UNIQUE constraint failed`` while registering blocks); Prefect restarts a dead server on another
+port until ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, so a command either recovered by luck or ended
+in a start-up timeout.
+
+``start_embedded_api(paths)`` starts this process's temporary server now, under an exclusive lock on
+``<home>/prefect/.startup.lock``, when the home's database has not been fully started once with this Prefect
+version (a marker file says so); a process that waited finds it set up and goes on. Later starts skip the lock: migrating an up-to-date database and the memoised
+block registration only read, and concurrent starts are then safe. It costs nothing with a server configured.
+The server it starts is the one Prefect's clients use (``SubprocessASGIServer`` keeps one instance per port),
+so the flow that follows finds it running; a process waiting for the lock says so on stderr.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+from affectflow.config import Paths
+
+
+def _marker(paths: Paths) -> Path:
+    import prefect
+
+    return paths.prefect_home / f".started-{prefect.__version__}"
+
+
+def _database_url() -> str:
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    return str(PREFECT_API_DATABASE_CONNECTION_URL.value())
+
+
+def _started_before(paths: Paths) -> bool:
+    """The database this process would use was fully started once with this Prefect version."""
+    marker, url = _marker(paths), _database_url()
+    if not marker.is_file() or marker.read_text(encoding="utf-8") != url:
+        return False
+    if url.startswith("sqlite"):  # a deleted database file is a fresh start again
+        return Path(url.split(":///", 1)[-1]).is_file()
+    return True
+
+
+def start_embedded_api(paths: Paths) -> bool:
+    """Start the temporary Prefect API now if this home's database was never started (one process at a time);
+    returns whether it started one here. No-op with a Prefect server configured (``PREFECT_API_URL``)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or _started_before(paths):
+        return False
+    from prefect.server.api.server import SubprocessASGIServer
+
+    paths.prefect_home.mkdir(parents=True, exist_ok=True)
+    with open(paths.prefect_home / ".startup.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another command to finish setting up Prefect's database in {paths.prefect_home}",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _started_before(paths):  # set up by the process we waited for: start as usual, when needed
+                return False
+            SubprocessASGIServer().start()
+            marker = _marker(paths)
+            temporary = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+            temporary.write_text(_database_url(), encoding="utf-8")
+            os.replace(temporary, marker)
+            return True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
