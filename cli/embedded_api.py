@@ -1,20 +1,23 @@
 """The first start of Prefect's temporary API in a home happens in one process at a time.
 
 Without a Prefect server configured, every flow-running command starts a temporary API server over the home's
-``$PREFECT_HOME/prefect.db``. Its first start creates that database (about 70 Alembic migrations) and registers
-Prefect's block types. Two commands starting together on a fresh home (two ``affectflow ingest`` run by hand,
-a cron job and a person) each migrate the same SQLite file: measured, 5 of 5 trials with three processes had a
-server die at start-up (``index ... already exists``, ``duplicate column name``, ``Online migration expected to
-match one row``, ``UNIQUE constraint failed`` while registering blocks); Prefect restarts a dead server on another
-port until ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, so a command either recovered by luck or ended
-in a start-up timeout.
+``$PREFECT_HOME/prefect.db``. Its first start creates that database (Prefect 3.8.8 runs over 100 Alembic
+migrations) and registers Prefect's block types. Two commands starting together on a fresh home (two
+``affectflow ingest`` run by hand, a cron job and a person) each migrate the same SQLite file. Measured with three
+processes on a fresh home: in 5 of 5 trials a server died at start-up (``index ... already exists``, ``duplicate
+column name``, ``table ... already exists``, ``no such index``; once ``Online migration expected to match one
+row``). Prefect restarts a server that failed its start-up on another port until
+``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, so a command recovered by luck or ended in a start-up
+timeout (the issue also saw ``UNIQUE constraint failed``, which concurrent block registration can raise).
 
 ``start_embedded_api(paths)`` starts this process's temporary server now, under an exclusive lock on
 ``<home>/prefect/.startup.lock``, when the home's database has not been fully started once with this Prefect
-version (a marker file says so); a process that waited finds it set up and goes on. Later starts skip the lock: migrating an up-to-date database and the memoised
-block registration only read, and concurrent starts are then safe. It costs nothing with a server configured.
-The server it starts is the one Prefect's clients use (``SubprocessASGIServer`` keeps one instance per port),
-so the flow that follows finds it running; a process waiting for the lock says so on stderr.
+version (a marker file says so); a process that waited finds it set up and goes on. Later starts skip the lock:
+migrating an up-to-date database and the memoised block registration only read, and concurrent starts are then
+safe (0 of 5 trials failed). It costs nothing with a server configured. The server it starts is the one
+Prefect's clients use (``SubprocessASGIServer`` keeps one instance per port), so the flow that follows finds it
+running; a process waiting for the lock says so on stderr. ``affectflow ingest`` calls it; any command that runs
+a flow can.
 """
 
 from __future__ import annotations
