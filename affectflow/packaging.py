@@ -122,6 +122,35 @@ def served_datasets() -> dict[str, str]:
     return newest
 
 
+# One child process: every Bento with its labels and pinned models (``bentoml list -o json`` has no labels).
+_LIST_BENTOS = """
+import json, bentoml
+print(json.dumps([{"tag": str(b.tag), "creation_time": b.info.creation_time.isoformat(), "labels": dict(b.info.labels),
+                   "models": [str(m.tag) for s in b.info.services for m in s.models]} for b in bentoml.list()]))
+"""
+
+
+@dataclass(frozen=True)
+class ServedBento:
+    """A dataset's newest Bento: what ``affectflow serve`` serves, and the model version it pins."""
+
+    tag: str
+    model_tag: str | None       # the BentoML model it was built with
+    model_version: str | None   # that model's registry version, ``affectflow-<dataset>/<N>`` (its label)
+
+
+def newest_bentos() -> dict[str, ServedBento]:
+    """Dataset -> its newest Bento (the one ``served_datasets`` names) with the model version it pins."""
+    found = json.loads(_run(["-c", _LIST_BENTOS], "listing Bentos").strip().splitlines()[-1] or "[]")
+    newest: dict[str, ServedBento] = {}
+    for bento in sorted(found, key=lambda b: b["creation_time"], reverse=True):
+        dataset = dataset_of(bento["tag"].split(":")[0])
+        if dataset is not None and dataset not in newest:
+            newest[dataset] = ServedBento(bento["tag"], next(iter(bento["models"]), None),
+                                          bento["labels"].get("model_version"))
+    return newest
+
+
 def choose_dataset(available: list[str], asked: str | None, what: str) -> str:
     """``asked``, else the only dataset there is; with several, an error naming them."""
     if asked is not None:

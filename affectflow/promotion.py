@@ -12,11 +12,16 @@ The gate (MLflow's model validation: ``MetricThreshold`` and ``validate_evaluati
 The decision, both scores and the reason are recorded on the challenger's MLflow run. A person can
 override it with ``promote`` (a chosen version) or ``rollback`` (the previous champion), which is recorded
 on the version too.
+
+The champion alias moves first, its Bento is built after: a process killed in between leaves the newest
+Bento serving the previous champion. ``reconcile`` finds and repairs that (``affectflow models reconcile``;
+``train`` and ``serve`` run it first).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +36,15 @@ from affectflow.errors import UserError
 from affectflow.evaluation import evaluate
 from affectflow.experiment import Experiment
 from affectflow.names import model_name
-from affectflow.packaging import build_bento, save_to_bentoml
-from affectflow.registry import RegisteredModel, champion, champion_uri, load_predictor, set_champion
+from affectflow.packaging import build_bento, newest_bentos, save_to_bentoml
+from affectflow.registry import (
+    RegisteredModel,
+    champion,
+    champion_datasets,
+    champion_uri,
+    load_predictor,
+    set_champion,
+)
 
 CHALLENGER = "challenger"
 CHAMPION_SINCE = "champion_since"  # version tag: when it last became champion (what rollback goes back to)
@@ -150,6 +162,45 @@ def package_champion(dataset: str) -> str:
     """The dataset's champion as a new version of its BentoML model and a Bento; returns the Bento tag."""
     predictor = load_predictor(champion_uri(dataset))
     return build_bento(save_to_bentoml(predictor.model, predictor.card))
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What ``reconcile`` found and did for one dataset."""
+
+    dataset: str
+    champion: str | None   # ``affectflow-<dataset>/<N>``
+    bento: str | None      # the newest Bento afterwards (what ``affectflow serve`` serves)
+    served: str | None     # the model version that Bento pins
+    built: bool            # whether a Bento was built here
+    note: str              # what was found and done, in words
+
+
+def reconcile(datasets: Iterable[str] | None = None) -> list[Reconciled]:
+    """Make each dataset's newest Bento serve its champion: where it pins another model version (a kill between
+    the champion alias moving and its Bento being built, by the train flow, ``promote`` or ``rollback``), or
+    there is none, build one from the champion. Idempotent: a dataset in agreement costs one look at the
+    registry and one at the Bento store (together). ``datasets``: all that have a champion or a Bento."""
+    newest = newest_bentos()
+    chosen = sorted(set(datasets) if datasets is not None else set(champion_datasets()) | set(newest))
+    done = []
+    for dataset in chosen:
+        current = champion(model_name(dataset))
+        expected = f"{current.name}/{current.version}" if current else None
+        bento = newest.get(dataset)
+        served = bento.model_version if bento else None
+        if expected is None:
+            note = "no champion: nothing to serve" + (f" (newest Bento {bento.tag} pins {served})" if bento else "")
+            done.append(Reconciled(dataset, None, bento.tag if bento else None, served, False, note))
+        elif served == expected:
+            done.append(Reconciled(dataset, expected, bento.tag, served, False, f"{bento.tag} serves the champion {expected}"))
+        else:
+            tag = package_champion(dataset)
+            built = newest_bentos().get(dataset)
+            why = f"the newest Bento {bento.tag} pinned {served or 'an unknown version'}" if bento else "there was no Bento"
+            done.append(Reconciled(dataset, expected, tag, built.model_version if built else None, True,
+                                   f"built {tag} from the champion {expected} ({why})"))
+    return done
 
 
 def override(dataset: str, version: str | None, reason: str) -> tuple[RegisteredModel, str]:

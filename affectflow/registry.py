@@ -7,8 +7,10 @@ artifacts go under the home (never ``./mlruns`` of whatever directory a worker h
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import psutil
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
@@ -23,6 +26,7 @@ from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
 from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_setting, user_setting
 from affectflow.crossval import CrossValidation
 from affectflow.errors import UserError
+from affectflow.mlstore import ensure_store
 from affectflow.model import input_names
 from affectflow.names import dataset_of, model_name
 from affectflow.predict import ModelCard, Predictor
@@ -30,6 +34,10 @@ from affectflow.reports import RunReport
 from affectflow.training import TrainingResult
 
 CHAMPION = "champion"
+# Run tags: who holds a training run open, and why a run that nothing runs any more was marked failed.
+HOST_TAG, PID_TAG, PID_STARTED_TAG = "affectflow.host", "affectflow.pid", "affectflow.pid_started"
+FLOW_RUN_TAG = "prefect.flow_run_id"
+FAILURE_TAG = "failure_reason"
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 # Explicit requirements: inferring them costs seconds per logged model and guesses wrong for editable installs.
 MODEL_REQUIREMENTS = ["tensorflow>=2.21,<2.22", "keras>=3.10", "numpy"]
@@ -47,11 +55,17 @@ class RegisteredModel:
 
 
 def configure(paths: Paths, experiment: str = "affectflow") -> str:
-    """Point MLflow at the home's store and make sure the experiment exists; returns its id."""
+    """Point MLflow at the home's store and make sure the experiment exists; returns its id.
+
+    The home's own sqlite store is built atomically, or repaired, first (``mlstore.ensure_store``)."""
     users = user_setting("MLFLOW_TRACKING_URI")  # a server of the user's stays theirs
     uri = paths.mlflow_tracking_uri
     for name in QUIET_LOGGERS:  # a new store's set-up lines read like a problem to a first-time user
         logging.getLogger(name).setLevel(logging.WARNING)
+    if users is None:
+        done = ensure_store(paths.mlflow_db, paths.mlflow_artifacts)
+        if done:  # a repair is worth a warning; a new home's first store is not
+            logging.getLogger(__name__).log(logging.INFO if done.startswith("built") else logging.WARNING, done)
     mlflow.set_tracking_uri(uri)
     if users is None:  # the home's store: MLflow exports it; another home must be able to replace it
         remember_setting("MLFLOW_TRACKING_URI", uri)
@@ -112,14 +126,82 @@ class _EpochMetrics(mlflow.keras.MlflowCallback):
         pass
 
 
+def owner_tags() -> dict[str, str]:
+    """Which process holds a run open: host, process id and the process's start time (a pid is reused)."""
+    me = psutil.Process()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(me.pid), PID_STARTED_TAG: f"{me.create_time():.3f}"}
+
+
 @contextmanager
-def live_training(dataset: str, dataset_version: str, config: TrainConfig,
-                  preprocess: PreprocessConfig) -> Iterator[tuple[str, list[keras.callbacks.Callback]]]:
+def live_training(dataset: str, dataset_version: str, config: TrainConfig, preprocess: PreprocessConfig,
+                  tags: Mapping[str, str] | None = None) -> Iterator[tuple[str, list[keras.callbacks.Callback]]]:
     """The MLflow run of a training, opened before the fit and active during it: yields its id and the Keras
     callbacks to fit with (MLflow's own, which logs every epoch's losses as the epoch ends). The run's start
-    time is the fit's; a fit that raises leaves the run FAILED. ``log_training(run_id=...)`` completes it."""
+    time is the fit's; a fit that raises leaves the run FAILED. ``log_training(run_id=...)`` completes it.
+
+    The run is tagged with its process (``owner_tags``) and ``tags`` (the orchestrator's run id, say): a
+    process killed outright closes nothing, and ``fail_orphaned_runs`` finds such runs by these tags."""
     with _run(f"{dataset}-{config.task}", dataset, dataset_version, config, preprocess, {}) as run:
+        mlflow.set_tags({**owner_tags(), **(tags or {})})
         yield run.info.run_id, [_EpochMetrics()]
+
+
+def _process_alive(pid: int, started: float) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _running_runs() -> list:
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000) if experiments else []
+
+
+def mark_failed(run_id: str, reason: str) -> None:
+    """End ``run_id`` as FAILED, the reason in its ``failure_reason`` tag."""
+    client = MlflowClient()
+    client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+    client.set_terminated(run_id, status="FAILED")
+
+
+def fail_orphaned_runs(max_age_s: float, flow_run_running: Callable[[str], bool | None] | None = None) -> list[dict]:
+    """End as FAILED every RUNNING run of this store that nothing runs any more, each with a ``failure_reason``
+    tag saying why; returns ``[{"run_id", "reason", FLOW_RUN_TAG}]``. A run is orphaned when
+
+    - its process (``owner_tags``) ran on this host and is gone (a SIGKILL, an out-of-memory kill, a power cut),
+    - or ``flow_run_running(its flow run id)`` says its orchestrator run has ended (another host's run),
+    - or it has been RUNNING for longer than ``max_age_s`` (the training time limit).
+    """
+    host, now, found = socket.gethostname(), time.time(), []
+    for run in _running_runs():
+        tags = run.data.tags
+        age = now - run.info.start_time / 1000
+        reason = None
+        if tags.get(HOST_TAG) == host and tags.get(PID_TAG, "").isdigit():  # its process can be asked
+            if not _process_alive(int(tags[PID_TAG]), float(tags.get(PID_STARTED_TAG) or 0)):
+                reason = (f"its process (pid {tags[PID_TAG]} on {host}) ended without closing the run: "
+                          f"killed or crashed")
+        elif flow_run_running and tags.get(FLOW_RUN_TAG) and flow_run_running(tags[FLOW_RUN_TAG]) is False:
+            reason = f"its Prefect flow run {tags[FLOW_RUN_TAG]} is no longer running"
+        elif age > max_age_s:
+            reason = f"RUNNING for {age / 3600:.1f} h, longer than the training time limit ({max_age_s / 3600:.1f} h)"
+        if reason is not None:
+            mark_failed(run.info.run_id, f"{reason}; marked failed at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            found.append({"run_id": run.info.run_id, "reason": reason, FLOW_RUN_TAG: tags.get(FLOW_RUN_TAG)})
+    return found
+
+
+def fail_runs_of_flow_run(flow_run_id: str, reason: str) -> list[str]:
+    """End as FAILED the RUNNING runs tagged with ``flow_run_id`` (a flow run that crashed or failed)."""
+    ended = []
+    for run in _running_runs():
+        if run.data.tags.get(FLOW_RUN_TAG) == flow_run_id:
+            mark_failed(run.info.run_id, reason)
+            ended.append(run.info.run_id)
+    return ended
 
 
 def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, dataset: str,
@@ -183,8 +265,11 @@ def champion_datasets() -> list[str]:
                   and (dataset := dataset_of(model.name)) is not None)
 
 
-def models_overview(bentos: Mapping[str, str]) -> list[dict]:
-    """Per dataset with a registered model: its champion and newest version (URIs) and ``bentos[dataset]``."""
+def models_overview(bentos: Mapping[str, str], pinned: Mapping[str, str | None] | None = None) -> list[dict]:
+    """Per dataset with a registered model: its champion and newest version (URIs), ``bentos[dataset]`` (its
+    newest Bento) and ``pinned[dataset]`` (the model version that Bento serves, ``NAME/VERSION``); ``agrees``:
+    whether that is the champion (None when there is nothing to compare)."""
+    pinned = pinned or {}
     rows = []
     for model in MlflowClient().search_registered_models(f"name LIKE '{model_name('')}%'"):
         dataset = dataset_of(model.name)
@@ -193,9 +278,11 @@ def models_overview(bentos: Mapping[str, str]) -> list[dict]:
         versions = MlflowClient().search_model_versions(f"name = '{model.name}'")
         newest = max((int(v.version) for v in versions), default=None)
         current = (model.aliases or {}).get(CHAMPION)
+        served = pinned.get(dataset)
         rows.append({"dataset": dataset, "champion": f"models:/{model.name}/{current}" if current else None,
                      "latest": f"models:/{model.name}/{newest}" if newest else None,
-                     "bento": bentos.get(dataset)})
+                     "bento": bentos.get(dataset), "bento_model": f"models:/{served}" if served else None,
+                     "agrees": (served == f"{model.name}/{current}") if current else None})
     return sorted(rows, key=lambda row: row["dataset"])
 
 

@@ -37,6 +37,7 @@ typical session:
   affectflow predict --timeline talk.mp4       # emotion per 3 s window of a long video, then a summary
   affectflow serve --dataset NAME --port 3000  # bentoml serve the dataset's champion (its newest Bento)
   affectflow models                            # champion, newest version and Bento per dataset
+  affectflow models reconcile                  # build the champion's Bento where a killed run left none
   affectflow rollback --dataset NAME           # the previous champion serves again
   affectflow servers up                        # PostgreSQL + Prefect and MLflow servers + a worker (make up)
 
@@ -45,6 +46,8 @@ status 2; --debug shows the traceback.
 """
 # Commands that run TensorFlow: it is started quietly first (affectflow.runtime).
 TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess", "promote", "rollback"})
+# Commands that run Prefect flows (with no server configured, Prefect starts a temporary one: cli.tether).
+FLOW_COMMANDS = frozenset({"demo", "train", "ingest"})
 
 
 def _say(message: str) -> None:
@@ -247,12 +250,28 @@ def _timeline(predictor, clip: Path, args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from affectflow.packaging import choose_dataset, serve_command, served_datasets
 
-    activate_home(args.home)
+    paths = activate_home(args.home)
     if args.bento:
         tag = args.bento
     else:
+        from affectflow.promotion import reconcile
+        from affectflow.registry import champion_datasets, configure
+
         served = served_datasets()
-        tag = served[choose_dataset(sorted(served), args.dataset, "Bento")]
+        try:
+            configure(paths)
+            champions = champion_datasets()
+        except Exception as err:  # noqa: BLE001 - a registry out of reach: serve what there is, and say so
+            _say(f"warning: the model registry cannot be read ({' '.join(str(err).split())[:200]}); serving the "
+                 f"newest Bento without checking that it serves the champion")
+            tag = served[choose_dataset(sorted(served), args.dataset, "Bento")]
+        else:
+            dataset = choose_dataset(sorted(set(served) | set(champions)), args.dataset, "Bento")
+            [found] = reconcile([dataset])  # a champion whose Bento was never built (a killed run) gets it now
+            _say(found.note)
+            if found.bento is None:
+                raise UserError(f"nothing to serve for {dataset}: {found.note}")
+            tag = found.bento
     command = serve_command(tag, args.port, args.host)
     _say(f"$ BENTOML_HOME={shlex.quote(os.environ['BENTOML_HOME'])} {shlex.join(command)}")
     # The server takes this process's place: a SIGTERM to `affectflow serve` reaches bentoml serve itself.
@@ -273,14 +292,29 @@ def cmd_promote(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from affectflow.packaging import served_datasets
+    from affectflow.packaging import newest_bentos
     from affectflow.registry import configure, models_overview
 
     configure(activate_home(args.home))
-    rows = models_overview(served_datasets())
+    if args.action == "reconcile":
+        from affectflow.promotion import reconcile
+
+        done = reconcile([args.dataset] if args.dataset else None)
+        for found in done:
+            _say(f"{found.dataset:<12} {found.note}")
+        _emit([dataclasses.asdict(found) for found in done])
+        return
+    newest = newest_bentos()
+    rows = models_overview({d: b.tag for d, b in newest.items()}, {d: b.model_version for d, b in newest.items()})
+    rows = [row for row in rows if args.dataset in (None, row["dataset"])]
     for row in rows:
+        served = (row["bento_model"] or "?").rsplit("/", 1)[-1]
+        state = {True: "serves the champion", None: "", False: (
+            f"MISMATCH: the service would answer from v{served}, predict from the champion; run "
+            f"`affectflow models reconcile --dataset {row['dataset']}`" if row["bento"] else
+            "no Bento: `affectflow models reconcile` builds it")}[row["agrees"]]
         _say(f"{row['dataset']:<12} champion {row['champion'] or '-':<26} latest {row['latest']:<26} "
-             f"bento {row['bento'] or '-'}")
+             f"bento {row['bento'] or '-'}" + (f" (v{served})" if row["bento"] else "") + (f"  {state}" if state else ""))
     _emit(rows)
 
 
@@ -504,7 +538,16 @@ def build_parser() -> argparse.ArgumentParser:
         override.add_argument("--reason", help="why (recorded on the version)")
         override.set_defaults(func=cmd_promote)
 
-    models = sub.add_parser("models", help="per dataset: the champion, the newest registered version, the Bento")
+    models = sub.add_parser(
+        "models", help="per dataset: the champion, the newest registered version, the Bento and whether they agree",
+        description="Lists, per dataset, the champion, the newest registered version and the newest Bento with the "
+                    "model version it serves, flagging a Bento that does not serve the champion (a run killed "
+                    "after the champion moved, before its Bento was built). `models reconcile` builds the "
+                    "champion's Bento where they differ (what `train` and `serve` also do first); idempotent.")
+    models.add_argument("action", nargs="?", choices=["reconcile"],
+                        help="reconcile: build a Bento from the champion wherever the newest Bento serves another "
+                             "version (or there is none), and say what was done")
+    models.add_argument("--dataset", help="only this dataset")
     models.set_defaults(func=cmd_models)
 
     servers = sub.add_parser(
@@ -533,11 +576,23 @@ def main(argv: list[str] | None = None) -> None:
             from affectflow.runtime import gpus
 
             gpus()
+        if args.command in FLOW_COMMANDS:  # Prefect's temporary server must not outlive a killed command
+            from cli.tether import tether
+
+            tether()
         args.func(args)
     except UserError as err:
         if args.debug:
             raise
         _say(f"error: {err}")
+        raise SystemExit(2) from None
+    except Exception as err:
+        from affectflow.storage import ADVICE, storage_cause
+
+        cause = storage_cause(err)
+        if cause is None or args.debug:
+            raise
+        _say(f"error: {cause}: {type(err).__name__} ({' '.join(str(err).split())[:300]}); {ADVICE}")
         raise SystemExit(2) from None
 
 

@@ -10,13 +10,14 @@ from affectflow.metrics import HEADLINE_METRICS
 from affectflow.registry import champion_uri, ui_links
 from flows.naming import dataset_run_name
 from tasks.artifacts import publish_summary
-from tasks.package import champion_bento
+from tasks.package import champion_bento, served_champion
 from tasks.preprocess import feature_records
 from tasks.promote import champion_decision
-from tasks.train import registered_model, trained_experiment
+from tasks.train import fail_open_runs, orphaned_runs, registered_model, trained_experiment
 
 
-@flow(name="affectflow-train", log_prints=True, flow_run_name=dataset_run_name("train"))
+@flow(name="affectflow-train", log_prints=True, flow_run_name=dataset_run_name("train"),
+      on_crashed=[fail_open_runs], on_failure=[fail_open_runs])
 def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
                face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
                home: str | None = None) -> dict:
@@ -26,10 +27,17 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     ``affectflow train``). ``classes``: train on these emotions only (the others are dropped and counted).
     ``face_backend`` and ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder)
     choose the preprocessing. ``package``: build a Bento of a new champion (off only where nothing serves).
+
+    First, what an earlier run killed outright left behind is put right: its MLflow run still RUNNING is
+    ended FAILED (``orphaned_runs``), and a champion whose Bento was never built gets it (``served_champion``).
+    A crash or failure of this run ends its own open MLflow run FAILED (``fail_open_runs``).
     """
     paths = activate_home(home)
     preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
     version = dataset_version(dataset, paths)  # an unknown dataset fails here, before any work
+    orphaned_runs(str(paths.home))
+    if package:
+        served_champion(dataset, str(paths.home))
     frame = feature_records(dataset, str(paths.home), preprocess)
     experiment = trained_experiment(frame, preprocess, training, dataset, version, str(paths.home), classes)
     registered = registered_model(experiment, dataset, version, str(paths.home), preprocess, training)

@@ -11,6 +11,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from affectflow.cache import preprocess_clips
 from affectflow.config import PreprocessConfig, get_paths
 from affectflow.ingest import load_dataset
+from affectflow.storage import ADVICE, StorageError, storage_text
 from tasks.artifacts import artifact_key
 from tasks.policies import PREPROCESS_TIMEOUT_S
 
@@ -23,6 +24,10 @@ def _workers(clips: int) -> int:
 @task(name="feature-records", timeout_seconds=PREPROCESS_TIMEOUT_S)
 def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.DataFrame:
     """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported.
+
+    A clip that failed because the disk refused its record (full, over quota, read-only) says nothing about
+    the clip: the task then fails with that cause in one line (``StorageError``), and nothing trains on
+    the clips that happened to fit. Their records are whole and cached for the next run.
 
     Progress: a log line and a progress artifact (the run page's bar) per tenth of the clips."""
     logger = get_run_logger()
@@ -43,6 +48,11 @@ def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd
     cached = sum(r.cached for r in results)
     logger.info("%d clips: %d from cache, %d computed, %d failed", len(results), cached,
                 len(results) - cached - len(failed), len(failed))
+    full = [r for r in failed if storage_text(r.error)]
+    if full:
+        first = full[0].error.splitlines()[0]
+        raise StorageError(f"{len(full)} of {len(results)} clips of {dataset} could not be preprocessed: "
+                           f"{storage_text(first)} (first: {first}); nothing was trained; {ADVICE}")
     if failed:
         create_table_artifact(key=artifact_key(dataset, "preprocess-failures"),
                               table=[{"clip": r.clip, "error": r.error} for r in failed],
