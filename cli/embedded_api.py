@@ -16,8 +16,8 @@ version (a marker file says so); a process that waited finds it set up and goes 
 migrating an up-to-date database and the memoised block registration only read, and concurrent starts are then
 safe (0 of 5 trials failed). It costs nothing with a server configured. The server it starts is the one
 Prefect's clients use (``SubprocessASGIServer`` keeps one instance per port), so the flow that follows finds it
-running; a process waiting for the lock says so on stderr. ``affectflow ingest`` calls it; any command that runs
-a flow can.
+running; a process waiting for the lock says so on stderr. ``cli.main`` calls it for every command that runs
+a flow (``FLOW_COMMANDS``).
 """
 
 from __future__ import annotations

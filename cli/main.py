@@ -86,10 +86,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    from cli.embedded_api import start_embedded_api
     from flows.ingest import ingest_flow
 
-    start_embedded_api(activate_home(args.home))  # a fresh home's Prefect database: one process sets it up
     results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None)
     for result in results:
         _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
@@ -571,15 +569,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        activate_home(args.home)
+        paths = activate_home(args.home)
         if args.command in TENSORFLOW_COMMANDS:
             from affectflow.runtime import gpus
 
             gpus()
-        if args.command in FLOW_COMMANDS:  # Prefect's temporary server must not outlive a killed command
+        if args.command in FLOW_COMMANDS:
+            from cli.embedded_api import start_embedded_api
             from cli.tether import tether
 
-            tether()
+            tether()  # Prefect's temporary server must not outlive a killed command
+            start_embedded_api(paths)  # a fresh home's Prefect database: one process at a time sets it up
         args.func(args)
     except UserError as err:
         if args.debug:
