@@ -13,6 +13,10 @@ The decision, both scores and the reason are recorded on the challenger's MLflow
 override it with ``promote`` (a chosen version) or ``rollback`` (the previous champion), which is recorded
 on the version too.
 
+Decisions on one dataset happen one at a time (``decision_lock``, a lock file in the home), and the gate never
+promotes out of order: a challenger registered before the current champion (a lower version: two trainings
+overlapped and the later one was decided first) is rejected, whatever its score.
+
 The champion alias moves first, its Bento is built after: a process killed in between leaves the newest
 Bento serving the previous champion. ``reconcile`` finds and repairs that (``affectflow models reconcile``;
 ``train`` and ``serve`` run it first).
@@ -20,8 +24,10 @@ Bento serving the previous champion. ``reconcile`` finds and repairs that (``aff
 
 from __future__ import annotations
 
+import fcntl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +37,7 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException, validate_evaluation_results
 
-from affectflow.config import TrainConfig
+from affectflow.config import Paths, TrainConfig, get_paths
 from affectflow.errors import UserError
 from affectflow.evaluation import evaluate
 from affectflow.experiment import Experiment
@@ -82,6 +88,11 @@ def challenge(challenger: RegisteredModel, experiment: Experiment, config: Train
     thresholds = {name: MetricThreshold(threshold=float(value), greater_is_better=True)
                   for name, value in floors(metrics, len(experiment.classes), config).items()}
     current = champion(challenger.name)
+    if current is not None and int(current.version) > int(challenger.version):
+        decision = Promotion(False, challenger.uri, score, current.uri, None,
+                             f"out of order: {current.uri}, registered after this version, is already champion")
+        _record(challenger, decision, thresholds)
+        return decision
     champion_score, baseline, why = None, None, "no champion yet"
     if current is not None:
         incumbent = load_predictor(current.uri)
@@ -106,6 +117,20 @@ def challenge(challenger: RegisteredModel, experiment: Experiment, config: Train
                              f"passed the gate; {why}")
     _record(challenger, decision, thresholds)
     return decision
+
+
+@contextmanager
+def decision_lock(dataset: str, paths: Paths | None = None) -> Iterator[None]:
+    """Hold the home's lock on ``dataset``'s champion (``<home>/locks/champion-<dataset>.lock``) while reading,
+    comparing and moving aliases; the kernel releases it when a holder dies."""
+    folder = (paths or get_paths()).home / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"champion-{dataset}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def crown(model: RegisteredModel, reason: str, by: str = "gate") -> None:
@@ -207,5 +232,6 @@ def override(dataset: str, version: str | None, reason: str) -> tuple[Registered
     """A person's promotion (``version``) or rollback (``version`` None: the previous champion), then its
     Bento, so that ``affectflow serve`` follows. Returns the new champion and the Bento tag."""
     name = model_name(dataset)
-    model = promote_version(name, version or previous_champion(name), reason)
+    with decision_lock(dataset):
+        model = promote_version(name, version or previous_champion(name), reason)
     return model, package_champion(dataset)

@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from affectflow.config import TrainConfig, get_paths
 from affectflow.experiment import Experiment
-from affectflow.promotion import Promotion, challenge
+from affectflow.promotion import Promotion, challenge, decision_lock
 from affectflow.registry import RegisteredModel, configure
 from tasks.artifacts import artifact_key
 from tasks.events import emit
@@ -21,8 +21,10 @@ def champion_decision(registered: RegisteredModel, experiment: Experiment, confi
                       home: str) -> Promotion:
     """Promote ``registered`` if it clears the gate (``promotion``); emits ``affectflow.model.promoted`` or
     ``.rejected``."""
-    configure(get_paths(home))
-    decision = challenge(registered, experiment, config)
+    paths = get_paths(home)
+    configure(paths)
+    with decision_lock(dataset, paths):  # one decision per dataset at a time, never out of order
+        decision = challenge(registered, experiment, config)
     get_run_logger().info("promotion: %s (%s)", "promoted" if decision.promoted else "kept champion",
                           decision.reason)
     emit(f"affectflow.model.{'promoted' if decision.promoted else 'rejected'}", dataset,

@@ -97,6 +97,45 @@ def test_weaker_challenger_does_not_take_the_alias(home, experiment):
         assert decision.promoted and champion("affectflow-toy").version == second.version
 
 
+def test_the_gate_never_promotes_out_of_order(home, experiment):
+    """Two trainings overlapped and the later one was decided first: the earlier version does not replace it."""
+    configure(home)
+    card = ModelCard(CLASSES, PRE, "multitask")
+    sample = {k: v[:2] for k, v in experiment.test.inputs.items()}
+    earlier = log_training(experiment.result, card, TrainConfig(), "toy", sample, {}, RunReport())
+    later = log_training(experiment.result, card, TrainConfig(), "toy", sample, {}, RunReport())
+    assert challenge(later, experiment, LENIENT).promoted
+    decision = challenge(earlier, experiment, LENIENT)  # as good (the same model), but registered before
+    assert not decision.promoted and "out of order" in decision.reason
+    assert champion("affectflow-toy").version == later.version
+    assert MlflowClient().get_run(earlier.run_id).data.tags["promotion"] == "rejected"
+
+
+def test_one_champion_decision_per_dataset_at_a_time(home, tmp_path):
+    """A second decision waits for the first to release the home's lock on that dataset."""
+    import subprocess
+    import sys
+    import time
+
+    from affectflow.promotion import decision_lock
+
+    trace = tmp_path / "trace"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from affectflow.config import get_paths\n"
+        "from affectflow.promotion import decision_lock\n"
+        "with decision_lock('toy', get_paths(sys.argv[1])):\n"
+        "    Path(sys.argv[2]).write_text('held\\n'); time.sleep(3)\n"
+        "    Path(sys.argv[2]).write_text('held\\nreleased\\n')\n"), str(home.home), str(trace)])
+    try:
+        while not trace.exists():
+            assert holder.poll() is None, "the holder exited before taking the lock"
+            time.sleep(0.05)
+        with decision_lock("toy", home):
+            assert trace.read_text() == "held\nreleased\n"  # got the lock only after the holder was done
+    finally:
+        holder.wait(timeout=60)
+
+
 def test_configure_follows_the_home_but_keeps_a_users_server(tmp_path, monkeypatch):
     from affectflow.config import get_paths
 
