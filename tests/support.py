@@ -3,6 +3,7 @@ themselves (model inputs, arrays whose class lives in one modality, tiny backbon
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,3 +134,11 @@ def separable_records(cfg: PreprocessConfig, n: int = 24) -> tuple[list, np.ndar
 
 def arrays_of(records: list, labels: np.ndarray, names=(*MODEL_INPUTS, "backbone")) -> Arrays:
     return Arrays(stack_inputs(records, names), labels.astype(np.int64), np.zeros((len(labels), 2), np.float32))
+
+
+def cli_env(home) -> dict[str, str]:
+    """The environment of an ``affectflow`` command run on the test home ``home`` (``Paths``) in a subprocess,
+    as a user's shell has it: the variables an earlier ``activate_home`` of this test process set for another
+    home (PREFECT_HOME, say) would otherwise look like the user's own settings to the child."""
+    return {**os.environ, "AFFECTFLOW_HOME": str(home.home), "PREFECT_HOME": str(home.prefect_home),
+            "BENTOML_HOME": str(home.bentoml_home)}

@@ -5,7 +5,6 @@ and trains as usual."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 from mlflow import MlflowClient
+from support import cli_env
 
 from affectflow.config import Paths, activate_home
 from affectflow.ingest import ingest_inbox
@@ -41,7 +41,7 @@ def running_runs(db: Path) -> list[str]:
 def test_a_train_killed_mid_fit_leaves_no_server_and_its_run_is_failed_next_time(home: Paths, tmp_path: Path):
     write_synthetic_batch(home.inbox / "b1", clips=36, speakers=6, seed=3, seconds=1.0, size=64)
     assert [r.status for r in ingest_inbox(home)] == ["accepted"]
-    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "BENTOML_HOME": str(home.bentoml_home)}
+    env = cli_env(home)
     env.pop("PREFECT_API_URL", None)  # Prefect's temporary server, as a user without servers has it
 
     log = (tmp_path / "killed.log").open("w")

@@ -11,7 +11,6 @@ tests are skipped and the kill tests still reproduce the half-built store.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import cli_env
 
 from affectflow.config import Paths, get_paths
 from affectflow.features import load_features
@@ -60,7 +60,7 @@ mlflow.MlflowClient().search_experiments()
 
 
 def run(args: list[str], home: Paths, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "BENTOML_HOME": str(home.bentoml_home)}
+    env = cli_env(home)
     env.pop("PREFECT_API_URL", None)
     return subprocess.run([sys.executable, *args], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=timeout)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from support import cli_env
 
 from affectflow.arrays import Arrays
 from affectflow.config import Paths, PreprocessConfig, TrainConfig
@@ -64,7 +65,7 @@ def toy_arrays(n: int, seed: int) -> Arrays:
 
 
 def cli(home: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "BENTOML_HOME": str(home.bentoml_home)}
+    env = cli_env(home)
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=300)
     assert not check or done.returncode == 0, done.stderr[-3000:]
@@ -72,7 +73,7 @@ def cli(home: Paths, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def killed_after_alias(home: Paths, *args: str) -> None:
-    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "BENTOML_HOME": str(home.bentoml_home)}
+    env = cli_env(home)
     done = subprocess.run([sys.executable, "-c", KILLED_AFTER_ALIAS, *args], env=env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
@@ -127,7 +128,7 @@ def test_serve_repairs_a_kill_after_the_alias_moved_and_predict_agrees(registry_
     assert newest_bentos()["toy"].model_version == f"{NAME}/1"
 
     port = free_port()
-    env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "BENTOML_HOME": str(home.bentoml_home)}
+    env = cli_env(home)
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--dataset", "toy", "--port", str(port)],
