@@ -103,11 +103,14 @@ def _flat(metrics: Mapping[str, float], prefix: str = "") -> dict[str, float]:
 @contextmanager
 def _run(name: str, dataset: str, dataset_version: str, config: TrainConfig, preprocess: PreprocessConfig,
          params: Mapping[str, object], report: RunReport | None = None,
-         run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+         run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run (``run_id``'s, resumed, when given) tagged with its dataset, version and task, the training
     and preprocessing settings and ``params`` logged, and the report's files under ``plots/`` and ``reports/``:
-    every run of affectflow (training, cross-validation) starts here."""
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name) as run:
+    every run of affectflow (training, cross-validation) starts here. A new run carries its process's
+    ``owner_tags`` and ``tags`` from its creation: one that is RUNNING is never without them, even for a process
+    killed the moment after (``fail_orphaned_runs`` reads them)."""
+    new = None if run_id else {**owner_tags(), **(tags or {})}
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=new) as run:
         mlflow.set_tags({"dataset": dataset, "dataset_version": dataset_version, "task": config.task})
         mlflow.log_params({**config.to_dict(), **{f"preprocess_{k}": v for k, v in preprocess.to_dict().items()},
                            **params, "dataset_version": dataset_version})
@@ -141,8 +144,7 @@ def live_training(dataset: str, dataset_version: str, config: TrainConfig, prepr
 
     The run is tagged with its process (``owner_tags``) and ``tags`` (the orchestrator's run id, say): a
     process killed outright closes nothing, and ``fail_orphaned_runs`` finds such runs by these tags."""
-    with _run(f"{dataset}-{config.task}", dataset, dataset_version, config, preprocess, {}) as run:
-        mlflow.set_tags({**owner_tags(), **(tags or {})})
+    with _run(f"{dataset}-{config.task}", dataset, dataset_version, config, preprocess, {}, tags=tags) as run:
         yield run.info.run_id, [_EpochMetrics()]
 
 
