@@ -55,6 +55,17 @@ class Paths:
         return self.home / "reports"
 
     @property
+    def gx(self) -> Path:
+        """The Great Expectations project (file-backed Data Context): suites, validation definitions,
+        checkpoints, validation history and Data Docs."""
+        return self.home / "gx"
+
+    @property
+    def drift(self) -> Path:
+        """Drift reference profiles per dataset: ``drift/<dataset>/``."""
+        return self.home / "drift"
+
+    @property
     def mlflow_db(self) -> Path:
         return self.home / "mlflow.db"
 
