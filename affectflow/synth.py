@@ -340,6 +340,16 @@ def _plan(clips: int, speakers: int, seed: int) -> list[_Clip]:
     return plan
 
 
+@dataclass(frozen=True)
+class Shift:
+    """A batch recorded otherwise: louder or quieter (dB), higher or lower voices (semitones), or a camera
+    that sees no face. The labels and the random streams stay the same, so only what is shifted differs."""
+
+    gain_db: float = 0.0
+    pitch_semitones: float = 0.0
+    faces: bool = True
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
@@ -452,8 +462,10 @@ def _draw_face(img: np.ndarray, pen: _Pen, sp: _Speaker, face: _Face, level: flo
     pen.poly(img, lower, lip, 0.04)
 
 
-def _video(clip: _Clip, rng: np.random.Generator, seconds: float, size: int, fps: int) -> np.ndarray:
-    """``(frames, size, size, 3)`` uint8 RGB: the expression ramps from neutral to its peak."""
+def _video(clip: _Clip, rng: np.random.Generator, seconds: float, size: int, fps: int,
+           faces: bool) -> np.ndarray:
+    """``(frames, size, size, 3)`` uint8 RGB: the expression ramps from neutral to its peak (``faces=False``:
+    the room alone, every random draw still made, so the audio stays the same)."""
     count = int(round(seconds * fps))
     t = np.arange(count) / fps
     onset = rng.uniform(0.0, 0.15) * seconds
@@ -479,8 +491,9 @@ def _video(clip: _Clip, rng: np.random.Generator, seconds: float, size: int, fps
         angle = float(nod[i]) + rng.normal(0, 0.01)
         pen = _Pen(float(centre[0] + offset[0]), float(centre[1] + offset[1]), float(radius * breathe[i]), angle)
         blink = 0.1 if np.any(np.abs(blinks - now) < 0.06) else 1.0
-        _draw_face(img, pen, clip.speaker, face, float(level[i]), float(clip.arousal * ramp[i]),
-                   float(clip.valence * ramp[i]), blink)
+        if faces:
+            _draw_face(img, pen, clip.speaker, face, float(level[i]), float(clip.arousal * ramp[i]),
+                       float(clip.valence * ramp[i]), blink)
         img = img * (light * float(flicker[i])) + rng.standard_normal(img.shape, dtype=np.float32) * noise_sd
         frames[i] = np.clip(img, 0, 255)
     return frames
@@ -496,8 +509,10 @@ def _syllables(rate: float, seconds: float, rng: np.random.Generator) -> list[tu
     return spans
 
 
-def _audio(clip: _Clip, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """Mono float32 speech-like signal at ``SAMPLE_RATE`` carrying the clip's emotion and affect."""
+def _audio(clip: _Clip, rng: np.random.Generator, seconds: float, gain_db: float,
+           pitch_semitones: float) -> np.ndarray:
+    """Mono float32 speech-like signal at ``SAMPLE_RATE`` carrying the clip's emotion and affect;
+    ``gain_db`` and ``pitch_semitones`` shift every voice's level and pitch (0: none)."""
     sp, cue, k = clip.speaker, _VOICES[clip.emotion], clip.intensity
     arousal, valence = clip.arousal, clip.valence
     n, hop = int(round(seconds * SAMPLE_RATE)), 80
@@ -517,7 +532,7 @@ def _audio(clip: _Clip, rng: np.random.Generator, seconds: float) -> np.ndarray:
                  + (0.8 + 2.5 * max(arousal, 0.0)) * accent
                  + cue.vibrato * k * _sin_turns(rng.uniform(6, 8) * tc)
                  + np.cumsum(rng.normal(0, 0.05, tc.size)))
-    f0 = sp.f0 * _exp2(semitones / 12)
+    f0 = sp.f0 * _exp2((semitones + pitch_semitones) / 12)
     harmonics = np.arange(1, int(7600 / f0.min()) + 1, dtype=np.float64)[:, None]
     freq = harmonics * f0[None, :]
     tilt = 1.3 - 0.45 * arousal + cue.tilt * k + sp.tilt
@@ -547,7 +562,7 @@ def _audio(clip: _Clip, rng: np.random.Generator, seconds: float) -> np.ndarray:
     tremor = 1 - cue.tremor * k * 0.5 * (1 + _sin_turns(rng.uniform(4, 6) * t))
     voice = voice * at_samples(envelope) * tremor
 
-    level_db = -22 + 6 * arousal + cue.gain_db * k + sp.gain_db + rng.normal(0, 1.5)
+    level_db = -22 + 6 * arousal + cue.gain_db * k + sp.gain_db + rng.normal(0, 1.5) + gain_db
     voice *= _db_gain(level_db) / (np.sqrt(np.mean(voice * voice)) + 1e-9)
     walk = np.cumsum(rng.standard_normal(n))
     rumble = walk - _moving_mean(walk, 400)  # brown noise without its drift
@@ -595,21 +610,23 @@ def _encode(frames: np.ndarray, audio: np.ndarray, fps: int, target: Path) -> No
     os.replace(partial, target)
 
 
-def _render(clip: _Clip, seconds: float, size: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
+def _render(clip: _Clip, seconds: float, size: int, fps: int, shift: Shift) -> tuple[np.ndarray, np.ndarray]:
     """Frames and audio of one clip, from the clip's own random stream."""
     rng = clip.rng()
-    frames = _video(clip, rng, seconds, size, fps)
-    return frames, _audio(clip, rng, seconds)
+    frames = _video(clip, rng, seconds, size, fps, shift.faces)
+    return frames, _audio(clip, rng, seconds, shift.gain_db, shift.pitch_semitones)
 
 
 def write_synthetic_batch(out_dir: Path, clips: int = 240, speakers: int = 8, seed: int = 0, *,
                           seconds: float = 2.0, size: int = 128, fps: int = 25, dataset: str = "synthetic",
+                          shift: Shift = Shift(),
                           progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Write ``out_dir/clips/*.mp4`` and ``out_dir/labels.csv``; return the label table.
 
     Deterministic for a seed: the same labels and, with the same ffmpeg build, the same bytes. Balanced: speaker ``k`` gets clips
     ``k, k + speakers, ...`` cycling through ``SYNTH_EMOTIONS``, so ``clips`` must be at least
-    ``6 * speakers``. ``labels.csv`` is written last: its presence marks a complete batch.
+    ``6 * speakers``. ``labels.csv`` is written last: its presence marks a complete batch. ``shift``: the same
+    people and labels recorded otherwise (what drift detection must notice); the default changes nothing.
 
     Drawing runs here while ffmpeg encodes the previous clips in its own processes (waited on by
     threads), which uses two cores without a process pool: a spawned pool would re-import the
@@ -630,7 +647,7 @@ def write_synthetic_batch(out_dir: Path, clips: int = 240, speakers: int = 8, se
 
     with ThreadPoolExecutor(_ENCODERS) as encoders:
         for clip in plan:
-            frames, audio = _render(clip, seconds, size, fps)
+            frames, audio = _render(clip, seconds, size, fps, shift)
             pending.append(encoders.submit(_encode, frames, audio, fps, out_dir / clip.relpath))
             if len(pending) > _ENCODERS:
                 finish_oldest()
