@@ -10,10 +10,20 @@ every later ingest completes it first. Each clip hash enters the manifest once; 
 are all known already is a "duplicate": its folder is still kept in the store (under a suffixed name
 if needed), but it adds no rows. Names never overwrite: a taken name gets ``-2``, ``-3``, ...
 
+Partial acceptance (policy ``partial``, the default): when every failure of a batch names a row (a clip that
+does not decode, a label out of the vocabulary, a repeated path, a label conflict), those rows and their media go
+to ``quarantine/<batch>/`` (their own ``labels.csv``, the report renumbered to it, ``partial.json``) and the rest is
+accepted; a failure of the whole file (unreadable CSV, a missing column, a stray symlink) or of every row
+quarantines the batch whole, as does policy ``whole`` for any failure. A split is planned first
+(``.split-plan.json`` in the batch, written atomically), then carried out by idempotent moves, so a run killed
+half-way is completed by the next one; each input file ends in exactly one folder. ``partial.json`` in both
+halves accounts for every submitted row (its number in the submitted CSV, where it went).
+``release_quarantined`` puts a quarantined batch back in the inbox once fixed.
+
 Label conflicts: a clip has one label. A row whose clip content (sha256) is already in the dataset with another
 speaker, emotion, arousal or valence, or that repeats the content of an earlier row of its batch with other
-labels, is a conflict: the whole batch is quarantined (as for any failed check) and its report names each such
-row with both labellings and where the other one is. Nothing in the store changes; correct or drop the rows and
+labels, is a conflict: a row-level failure like any other (policy above); the report names each such row with
+both labellings and where the other one is. Nothing in the store changes; correct or drop the rows and
 put the batch back in the inbox. Same content with the same labels stays a duplicate (kept, adds no rows).
 
 The store keeps real files only: a batch folder that is a symlink is refused without reading anything through
@@ -27,8 +37,10 @@ a second lock (``.ingest.lock``), so ``ingest_batch`` called on its own is safe 
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
@@ -36,7 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import pandas as pd
@@ -44,11 +56,15 @@ import pandas as pd
 from affectflow.cache import file_sha256
 from affectflow.config import Paths
 from affectflow.errors import UserError
+from affectflow.labels import LABELS_FILENAME
 from affectflow.validation import REPORT_MD, Failure, ValidationReport, read_labels, validate_batch
 
 JOURNAL = "ingest.json"
 MANIFEST = "manifest.parquet"
 RUN_LOCK = ".ingest-run.lock"
+SPLIT_PLAN = ".split-plan.json"  # a split in progress (kill-safe: the next run completes it)
+PARTIAL = "partial.json"  # the accounting of a split batch, in both of its halves
+PREVIOUS_REPORT = "report.previous.md"  # a released batch keeps the report that quarantined it
 LINK_NAME = "batch.symlink"  # where a refused symlinked batch folder's link is kept in quarantine
 LABEL_COLUMNS: tuple[str, ...] = ("speaker", "emotion", "arousal", "valence")  # one labelling per clip content
 MANIFEST_COLUMNS: tuple[str, ...] = ("clip_hash", "batch", "path", "speaker", "emotion", "arousal", "valence",
@@ -57,6 +73,9 @@ NUMBER_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
 VERSION_COLUMNS: tuple[str, ...] = ("clip_hash", "speaker", "emotion", "arousal", "valence")
 
 Status = Literal["accepted", "quarantined", "duplicate"]
+Policy = Literal["partial", "whole"]
+POLICIES: tuple[Policy, ...] = ("partial", "whole")
+DEFAULT_POLICY: Policy = "partial"
 Progress = Callable[[int, int, "IngestResult"], None]
 Say = Callable[[str], None]
 
@@ -67,7 +86,9 @@ class UnknownDatasetError(UserError, LookupError):
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What happened to one batch and where its folder is now (``location``)."""
+    """What happened to one batch and where its folder is now (``location``). A split batch (partial acceptance)
+    is ``accepted`` (or ``duplicate``) for its good rows, its other rows counted in ``n_quarantined`` and kept
+    in ``quarantine``."""
 
     batch: str
     status: Status
@@ -78,13 +99,15 @@ class IngestResult:
     report: Path
     location: Path
     reasons: list[str] = field(default_factory=list)
+    n_quarantined: int = 0
+    quarantine: Path | None = None
 
     def to_dict(self) -> dict:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
 
 @contextmanager
-def _ingest_lock(paths: Paths) -> Iterator[None]:
+def ingest_lock(paths: Paths) -> Iterator[None]:
     """One mover per home at a time: renames and manifest rewrites are read-modify-write."""
     paths.home.mkdir(parents=True, exist_ok=True)
     with open(paths.home / ".ingest.lock", "a") as handle:
@@ -119,7 +142,7 @@ def _ingest_run(paths: Paths, waiting: Say | None = None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _free_name(parent: Path, name: str) -> Path:
+def free_name(parent: Path, name: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     candidate, suffix = parent / name, 2
     while candidate.exists() or candidate.is_symlink():
@@ -148,11 +171,16 @@ def _text(value: object) -> str | None:
 
 
 def _clip_records(batch_dir: Path, labels: pd.DataFrame) -> list[dict]:
-    """One journal record per labels row of a validated batch, with the clip's content hash."""
-    return [{"path": row["path"], "clip_hash": file_sha256(batch_dir / row["path"]),
-             "speaker": row["speaker"], "emotion": row["emotion"],
-             **{name: _number(row.get(name)) for name in NUMBER_COLUMNS}, "split": _text(row.get("split"))}
-            for row in labels.to_dict("records")]
+    """One record per labels row that passed validation, with the clip's content hash and its CSV row
+    (``row``: for reports; the journal leaves it out)."""
+    return [{"row": int(row), "path": record["path"], "clip_hash": file_sha256(batch_dir / record["path"]),
+             "speaker": record["speaker"], "emotion": record["emotion"],
+             **{name: _number(record.get(name)) for name in NUMBER_COLUMNS}, "split": _text(record.get("split"))}
+            for row, record in zip(labels.index, labels.to_dict("records"), strict=True)]
+
+
+def _journaled(clip: dict) -> dict:
+    return {key: value for key, value in clip.items() if key != "row"}
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -208,7 +236,7 @@ def recover(paths: Paths) -> int:
     if not paths.datasets.is_dir():
         return 0
     added = 0
-    with _ingest_lock(paths):
+    with ingest_lock(paths):
         for store in sorted(p for p in paths.datasets.iterdir() if p.is_dir()):
             before = len(_read_manifest(store))
             added += len(_completed_manifest(store)) - before
@@ -228,14 +256,14 @@ def _version(manifest: pd.DataFrame) -> str:
 
 def _moved_to_quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
     """Move the batch (its report inside) to quarantine; the caller holds the ingest lock."""
-    target = _free_name(paths.quarantine, batch_dir.name)
+    target = free_name(paths.quarantine, batch_dir.name)
     os.rename(batch_dir, target)
     return IngestResult(batch_dir.name, "quarantined", report.dataset, report.n_rows, 0, None,
                         target / REPORT_MD, target, [failure.describe() for failure in report.failures])
 
 
 def _quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
-    with _ingest_lock(paths):
+    with ingest_lock(paths):
         return _moved_to_quarantine(batch_dir, report, paths)
 
 
@@ -247,8 +275,8 @@ def _refuse_link(link: Path, paths: Paths) -> IngestResult:
         None, None, "batch_is_a_folder", f"{link.name} -> {target}",
         "the batch folder is a symlink; the store keeps real files only, so nothing was read through it or copied: "
         f"put the batch folder itself (a copy, not a link) in the inbox; the link is kept here as {LINK_NAME}")])
-    with _ingest_lock(paths):
-        folder = _free_name(paths.quarantine, link.name)
+    with ingest_lock(paths):
+        folder = free_name(paths.quarantine, link.name)
         folder.mkdir()
         report.write(folder, create=False)
         os.rename(link, folder / LINK_NAME)
@@ -266,77 +294,225 @@ def _labelling(record: dict) -> str:
     return ", ".join(f"{name} {record[name]!r}" for name in LABEL_COLUMNS if not _same(record.get(name), None))
 
 
+def _conflict(row: int, clip: dict, other: dict, where: str) -> Failure | None:
+    differ = [name for name in LABEL_COLUMNS if not _same(clip.get(name), other.get(name))]
+    if not differ:
+        return None
+    return Failure(row, differ[0], "label_conflict", clip.get(differ[0]),
+                   f"label conflict: the same clip content (sha256 {clip['clip_hash'][:12]}...) is {where} with "
+                   f"{_labelling(other)}; this row says {_labelling(clip)}. A clip has one label: correct or drop "
+                   "one of them, then put the batch back in the inbox")
+
+
 def label_conflicts(clips: list[dict], manifest: pd.DataFrame, dataset: str) -> list[Failure]:
-    """One failure per row whose clip content is labelled otherwise in the dataset's manifest or in an earlier
-    row of the same batch (``LABEL_COLUMNS`` compared, empty equals empty)."""
+    """One failure per row (``clip["row"]``) whose clip content is labelled otherwise in the dataset's manifest
+    or in another row of the same batch (``LABEL_COLUMNS`` compared, empty equals empty). Within a batch both
+    rows are named: neither labelling can be trusted over the other."""
     stored = {}
     for record in manifest[["clip_hash", "path", *LABEL_COLUMNS]].to_dict("records"):
         stored.setdefault(record["clip_hash"], record)
-    earlier: dict[str, tuple[int, dict]] = {}
-    failures = []
-    for row, clip in enumerate(clips):
+    earlier: dict[str, dict] = {}
+    failures: dict[int, Failure] = {}
+    for clip in clips:
         digest = clip["clip_hash"]
         if digest in stored:
-            other, where = stored[digest], f"in dataset {dataset} as {stored[digest]['path']}"
+            found = _conflict(clip["row"], clip, stored[digest], f"in dataset {dataset} as {stored[digest]['path']}")
         elif digest in earlier:
-            first, other = earlier[digest]
-            where = f"in row {first} of this batch ({other['path']})"
+            first = earlier[digest]
+            found = _conflict(clip["row"], clip, first, f"in row {first['row']} of this batch ({first['path']})")
+            if found is not None and first["row"] not in failures:
+                failures[first["row"]] = _conflict(first["row"], first, clip,
+                                                   f"in row {clip['row']} of this batch ({clip['path']})")
         else:
-            earlier[digest] = (row, clip)
+            earlier[digest] = clip
             continue
-        differ = [name for name in LABEL_COLUMNS if not _same(clip.get(name), other.get(name))]
-        if differ:
-            failures.append(Failure(row, differ[0], "label_conflict", clip.get(differ[0]),
-                                    f"label conflict: the same clip content (sha256 {digest[:12]}...) is {where} "
-                                    f"with {_labelling(other)}; this row says {_labelling(clip)}. A clip has one "
-                                    "label: correct or drop one of them, then put the batch back in the inbox"))
-    return failures
+        if found is not None:
+            failures[found.row] = found
+    return [failures[row] for row in sorted(failures)]
 
 
-def _accept(batch_dir: Path, report: ValidationReport, clips: list[dict], paths: Paths) -> IngestResult:
-    dataset = str(report.dataset)  # a passing batch names one dataset
+def rows_at_fault(report: ValidationReport) -> set[int] | None:
+    """The rows the report's failures name; None when one of them is the whole file's (a missing column, an
+    unreadable CSV, a stray symlink): such a batch cannot be split."""
+    rows = {failure.row for failure in report.failures}
+    return None if None in rows else rows  # type: ignore[return-value]
+
+
+def _sharing_files(rows: set[int], labels: pd.DataFrame) -> list[Failure]:
+    """A failure for each other row that names a file one of ``rows`` names: a file goes to one place, so the
+    row goes with it."""
+    named = labels.loc[sorted(rows), "path"].dropna()
+    owner = {path: row for row, path in named.items()}
+    return [Failure(int(row), "path", "shares_file", path, f"names the same file as row {owner[path]}, which "
+                    "failed: a file goes to one place, so this row went with it")
+            for row, path in labels["path"].items() if path in owner and row not in rows]
+
+
+def _own_entry(root: Path, relative: object) -> Path | None:
+    """``root/relative`` when it is an entry of the batch folder itself (a file or a link, reached through real
+    folders only, no absolute path or '..'), which a rename may move; None when there is none to move."""
+    if not isinstance(relative, str) or PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).drive:
+        return None
+    parts = PurePosixPath(relative).parts
+    if not parts or ".." in parts:
+        return None
+    folder = root
+    for part in parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+    entry = folder / parts[-1]
+    return entry if entry.is_symlink() or entry.is_file() else None
+
+
+def _write_labels(path: Path, header: list[str], records: list[list[str]]) -> None:
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\n").writerows([header, *records])
+    _write_atomic(path, text.getvalue().encode("utf-8"))
+
+
+def _plan_split(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad: set[int],
+                accepted_to: Path, paths: Paths) -> dict:
+    """Decide the split and write it down (``SPLIT_PLAN``) before anything moves; the caller holds the lock."""
+    quarantine = free_name(paths.quarantine, batch_dir.name)
+    plan = {"batch": batch_dir.name, "quarantine": quarantine.name, "accepted_to": str(accepted_to),
+            "quarantined_rows": sorted(bad), "header": list(labels.columns),
+            "records": labels.fillna("").to_numpy().tolist(), "report": report.to_dict()}
+    _write_atomic(batch_dir / SPLIT_PLAN, json.dumps(plan).encode())
+    return plan
+
+
+def _split(batch_dir: Path, plan: dict, paths: Paths) -> Path:
+    """Carry out a split plan: the quarantined rows' labels, report and media go to their quarantine folder,
+    the batch keeps the rest. Every step can run again (a killed run's plan is completed by the next one)."""
+    target = paths.quarantine / plan["quarantine"]
+    target.mkdir(parents=True, exist_ok=True)
+    header, records, bad = plan["header"], plan["records"], plan["quarantined_rows"]
+    good = [row for row in range(len(records)) if row not in set(bad)]
+    _write_labels(target / LABELS_FILENAME, header, [records[row] for row in bad])
+    for row in bad:
+        entry = _own_entry(batch_dir, records[row][header.index("path")] if "path" in header else None)
+        if entry is not None:
+            moved = target / entry.relative_to(batch_dir)
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(entry, moved)
+    submitted = plan["report"]
+    renumber = {row: new for new, row in enumerate(bad)}
+    failures = [replace(Failure(**f), row=renumber[f["row"]]) for f in submitted["failures"]]
+    accounting = {"submitted_batch": plan["batch"], "submitted_rows": len(records),
+                  "accepted_rows": good, "accepted_to": plan["accepted_to"],
+                  "quarantined_rows": bad, "quarantined_to": str(target),
+                  "note": "row numbers are 0-based data rows of the submitted labels.csv; in the quarantined "
+                          "labels.csv, row k is quarantined_rows[k]"}
+    quarantined = ValidationReport(**{**submitted, "failures": failures, "n_rows": len(bad)})
+    quarantined.write(target, create=False)
+    _add_section(target / REPORT_MD, accounting)
+    _write_atomic(target / PARTIAL, json.dumps(accounting, indent=2).encode())
+    _write_atomic(batch_dir / PARTIAL, json.dumps(accounting, indent=2).encode())
+    _write_labels(batch_dir / LABELS_FILENAME, header, [records[row] for row in good])
+    (batch_dir / SPLIT_PLAN).unlink()
+    return target
+
+
+def _add_section(report: Path, accounting: dict) -> None:
+    """The partial-acceptance paragraph of a split batch's report.md."""
+    bad, good = accounting["quarantined_rows"], accounting["accepted_rows"]
+    shown = ", ".join(map(str, bad[:20])) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+    text = (f"\n## Partial acceptance\n\nBatch `{accounting['submitted_batch']}` had "
+            f"{accounting['submitted_rows']} rows: {len(good)} accepted into `{accounting['accepted_to']}`, "
+            f"{len(bad)} quarantined into `{accounting['quarantined_to']}` (submitted rows {shown}; the table above "
+            "numbers the quarantined labels.csv). Fix them there and run `affectflow quarantine release "
+            f"{Path(accounting['quarantined_to']).name}`. `partial.json` accounts for every row.\n")
+    with open(report, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _finish_split(batch_dir: Path, paths: Paths) -> dict | None:
+    """Complete the split a killed run planned for this batch, if any; returns its accounting."""
+    with ingest_lock(paths):
+        if not (batch_dir / SPLIT_PLAN).is_file():
+            return None
+        _split(batch_dir, json.loads((batch_dir / SPLIT_PLAN).read_text(encoding="utf-8")), paths)
+        return json.loads((batch_dir / PARTIAL).read_text(encoding="utf-8"))
+
+
+def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad: set[int],
+            policy: Policy, paths: Paths, split_before: dict | None = None) -> IngestResult:
+    """Accept the rows not in ``bad`` (after the label-conflict check against the store), splitting the
+    others off to quarantine, or quarantine the whole batch when nothing or, by ``policy``, not all is good.
+    ``split_before``: the accounting of a split a killed run left for ``_finish_split`` to complete."""
+    dataset = str(report.dataset)  # every failure names a row: the batch names one dataset
     store = paths.datasets / dataset
-    with _ingest_lock(paths):
+    clips = _clip_records(batch_dir, labels.drop(index=sorted(bad)))
+    with ingest_lock(paths):
         store.mkdir(parents=True, exist_ok=True)
         manifest = _completed_manifest(store)
         conflicts = label_conflicts(clips, manifest, dataset)
         if conflicts:
-            report = replace(report, success=False, failures=conflicts)
+            conflicting = {failure.row for failure in conflicts}
+            conflicts += _sharing_files(conflicting, labels.drop(index=sorted(bad)))
+            report = replace(report, success=False,
+                             failures=sorted([*report.failures, *conflicts], key=lambda f: (f.row, f.column or "")))
+            bad = bad | {failure.row for failure in conflicts}
+        if bad and (policy == "whole" or len(bad) == len(labels)):
             report.write(batch_dir, create=False)
             return _moved_to_quarantine(batch_dir, report, paths)
-        known = set(manifest["clip_hash"])
-        target = _free_name(store, batch_dir.name)
+        target = free_name(store, batch_dir.name)
+        accounting = split_before
+        if bad:
+            _split(batch_dir, _plan_split(batch_dir, report, labels, bad, target, paths), paths)
+            clips = [clip for clip in clips if clip["row"] not in bad]
+            replace(report, success=True, n_rows=len(clips), failures=[]).write(batch_dir, create=False)
+            accounting = json.loads((batch_dir / PARTIAL).read_text(encoding="utf-8"))
+        if accounting is not None:
+            _add_section(batch_dir / REPORT_MD, accounting)
         ingested_at = datetime.now(UTC).isoformat()
-        journal = {"dataset": dataset, "source": batch_dir.name, "ingested_at": ingested_at, "clips": clips}
+        journal = {"dataset": dataset, "source": batch_dir.name, "ingested_at": ingested_at,
+                   "clips": [_journaled(clip) for clip in clips]}
         _write_atomic(batch_dir / JOURNAL, json.dumps(journal, indent=2).encode())
         os.rename(batch_dir, target)
-        rows = _new_rows(target, clips, known, ingested_at)
+        rows = _new_rows(target, journal["clips"], set(manifest["clip_hash"]), ingested_at)
         manifest = _append(store, manifest, rows)
     known_before = len(clips) - len(rows)
     reasons = [f"{known_before} of {len(clips)} clips were already in dataset {dataset} (same content); "
                f"the files are kept in {target}"] if known_before else []
+    quarantine, n_quarantined = None, 0
+    if accounting is not None:
+        quarantine, n_quarantined = Path(accounting["quarantined_to"]), len(accounting["quarantined_rows"])
+        reasons.append(f"{n_quarantined} of {accounting['submitted_rows']} rows failed and were quarantined in "
+                       f"{quarantine} (its report.md says why)")
     return IngestResult(batch_dir.name, "accepted" if rows else "duplicate", dataset, len(clips), len(rows),
-                        _version(manifest), target / REPORT_MD, target, reasons)
+                        _version(manifest), target / REPORT_MD, target, reasons,
+                        n_quarantined=n_quarantined, quarantine=quarantine)
 
 
-def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False) -> IngestResult:
-    """Validate one batch folder, then move it to quarantine or into the store and record its clips.
+def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False,
+                 policy: Policy = DEFAULT_POLICY) -> IngestResult:
+    """Validate one batch folder, then move it into the store, to quarantine, or (policy ``partial``, when every
+    failure names a row) its good rows into the store and the others to quarantine (module docstring).
 
     The reports (and GX Data Docs under ``data_docs/`` when asked) are written into the batch folder
-    before it moves, so they travel with it. A batch folder that is a symlink is refused unread; a batch whose
-    clips conflict with the labels the store has for the same content is quarantined (module docstring).
+    before it moves, so they travel with it. A batch folder that is a symlink is refused unread.
     """
     batch_dir = Path(batch_dir)
     if batch_dir.is_symlink():
         return _refuse_link(batch_dir, paths)
     if not batch_dir.is_dir():
         raise FileNotFoundError(f"no batch folder at {batch_dir}")
+    if policy not in POLICIES:
+        raise UserError(f"unknown ingest policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    split_before = _finish_split(batch_dir, paths)
     report = validate_batch(batch_dir, docs_dir=batch_dir / "data_docs" if data_docs else None)
     report.write(batch_dir, create=False)
-    if not report.success:
+    bad = rows_at_fault(report)
+    if bad is None or (bad and policy == "whole"):
         return _quarantine(batch_dir, report, paths)
-    clips = _clip_records(batch_dir, read_labels(batch_dir))
-    return _accept(batch_dir, report, clips, paths)
+    labels = read_labels(batch_dir)
+    if bad:
+        shared = _sharing_files(bad, labels)
+        report = replace(report, failures=sorted([*report.failures, *shared], key=lambda f: (f.row, f.column or "")))
+        bad |= {failure.row for failure in shared}
+    return _accept(batch_dir, report, labels, bad, policy, paths, split_before)
 
 
 def pending_batches(inbox: Path) -> list[Path]:
@@ -348,7 +524,8 @@ def pending_batches(inbox: Path) -> list[Path]:
 
 
 def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool = False,
-                 inbox: Path | None = None, waiting: Say | None = None) -> list[IngestResult]:
+                 inbox: Path | None = None, waiting: Say | None = None,
+                 policy: Policy = DEFAULT_POLICY) -> list[IngestResult]:
     """Finish any interrupted ingest, then ingest every batch of ``inbox`` (default: the home's).
 
     One run per home at a time: a second waits (``waiting(message)`` says so first), then ingests what the first
@@ -362,7 +539,7 @@ def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool
         for done, batch in enumerate(batches, 1):
             if not (batch.is_dir() or batch.is_symlink()):
                 continue
-            results.append(ingest_batch(batch, paths, data_docs=data_docs))
+            results.append(ingest_batch(batch, paths, data_docs=data_docs, policy=policy))
             if progress is not None:
                 progress(done, len(batches), results[-1])
         return results

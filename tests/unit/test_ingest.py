@@ -27,6 +27,7 @@ from affectflow.ingest import (
     list_datasets,
     load_dataset,
 )
+from affectflow.validation import read_labels
 
 FIELDS = ["path", "dataset", "speaker", "emotion", "arousal", "valence"]
 
@@ -213,6 +214,7 @@ BAD_BATCHES = {
 
 @pytest.mark.parametrize("case", list(BAD_BATCHES))
 def test_bad_batch_is_quarantined_with_a_report(case: str, home: Paths, make_clip) -> None:
+    """Policy ``whole``: any failure quarantines the batch as it came."""
     plant, row, column, reason = BAD_BATCHES[case]
     make_batch(home.inbox / "good", make_clip, tone=900)
     ingest_batch(home.inbox / "good", home)
@@ -221,7 +223,7 @@ def test_bad_batch_is_quarantined_with_a_report(case: str, home: Paths, make_cli
     batch = home.inbox / "b1"
     plant(batch, make_batch(batch, make_clip))
     files_before = snapshot(batch)
-    result = ingest_batch(batch, home)
+    result = ingest_batch(batch, home, policy="whole")
 
     assert result.status == "quarantined" and result.n_new == 0 and result.dataset_version is None
     assert result.location == home.quarantine / "b1" and not batch.exists()
@@ -375,3 +377,76 @@ def test_a_second_ingest_waits_for_the_one_running(home: Paths, make_clip) -> No
     assert len(said) == 1 and "pid 4242" in said[0] and "waiting" in said[0]
     assert waited > 0.5 and [r.status for r in results] == ["accepted"]
     assert (home.home / RUN_LOCK).read_text() == ""  # the holder line goes with the holder
+
+
+ROW_CASES = [case for case, (_, row, _, _) in BAD_BATCHES.items() if row is not None]
+WRITTEN_BY_INGEST = {"labels.csv", "report.md", "report.json", "partial.json", "ingest.json"}
+
+
+def submitted_files(folder: Path) -> dict[str, bytes]:
+    return {name: data for name, data in snapshot(folder).items()
+            if name not in WRITTEN_BY_INGEST and not name.startswith("data_docs")}
+
+
+@pytest.mark.parametrize("case", ROW_CASES)
+def test_failing_rows_are_split_off_and_every_file_ends_in_one_place(case: str, home: Paths, make_clip) -> None:
+    """Policy ``partial`` (the default): rows at fault and their media go to quarantine, the rest is accepted;
+    rows that share a file, or conflict with each other, go together."""
+    plant, _, column, reason = BAD_BATCHES[case]
+    make_batch(home.inbox / "good", make_clip, tone=900)
+    ingest_batch(home.inbox / "good", home)
+    batch = home.inbox / "b1"
+    plant(batch, make_batch(batch, make_clip))
+    files_before = submitted_files(batch)
+
+    result = ingest_batch(batch, home)
+
+    parts = [submitted_files(place) for place in (result.location, result.quarantine) if place is not None]
+    assert not set(parts[0]) & set(parts[-1]) or len(parts) == 1
+    assert {name: data for part in parts for name, data in part.items()} == files_before  # each file once
+    assert not batch.exists()
+    if case in ("duplicate path", "label conflict in the batch"):  # no row is good on its own
+        assert result.status == "quarantined" and result.location == home.quarantine / "b1"
+        return
+    assert (result.status, result.n_clips, result.n_new, result.n_quarantined) == ("accepted", 1, 1, 1)
+    assert (result.location, result.quarantine) == (home.datasets / "demo" / "b1", home.quarantine / "b1")
+    failures = json.loads((result.quarantine / "report.json").read_text())["failures"]
+    assert any(f["row"] == 0 and f["column"] == column and reason in f["reason"] for f in failures), failures
+    assert len(read_labels(result.quarantine)) == 1 and len(read_labels(result.location)) == 1
+    accounting = json.loads((result.quarantine / "partial.json").read_text())
+    assert (accounting["accepted_rows"], accounting["quarantined_rows"]) == ([0], [1])
+    assert json.loads((result.location / "partial.json").read_text()) == accounting
+    manifest = pd.read_parquet(home.datasets / "demo" / MANIFEST)
+    assert list(manifest["path"]) == ["good/clip0.mp4", "good/clip1.mp4", "b1/clip0.mp4"]
+    assert "Partial acceptance" in result.report.read_text() and "passed" in result.report.read_text()
+    assert any("1 of 2 rows failed and were quarantined in" in reason for reason in result.reasons)
+
+
+def test_a_split_killed_half_way_is_completed_by_the_next_run(home: Paths, make_clip) -> None:
+    """The plan is written before anything moves: a run killed after the first move leaves a state that the
+    next ingest completes, each file in one place."""
+    batch = home.inbox / "b1"
+    rows = make_batch(batch, make_clip, n=4)
+    (batch / "clip1.mp4").write_bytes(b"")
+    (batch / "clip3.mp4").write_bytes(b"")
+    files_before = submitted_files(batch)
+    code = (f"import os, affectflow.ingest as ingest\n"
+            f"from affectflow.config import Paths\n"
+            f"rename = os.rename\n"
+            f"def die(a, b):\n    rename(a, b)\n    os._exit(9)\n"
+            f"ingest.os.rename = die\n"
+            f"ingest.ingest_batch(Path({str(batch)!r}), Paths(Path({str(home.home)!r})))\n")
+    killed = subprocess.run([sys.executable, "-c", "from pathlib import Path\n" + code], capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert (batch / ".split-plan.json").is_file() and len(list(batch.glob("*.mp4"))) == 3  # one moved
+
+    [result] = ingest_inbox(home)
+
+    assert (result.status, result.n_clips, result.n_quarantined) == ("accepted", 2, 2)
+    assert not (batch / ".split-plan.json").exists() and not batch.exists()
+    parts = [submitted_files(result.location), submitted_files(result.quarantine)]
+    assert {**parts[0], **parts[1]} == files_before and not set(parts[0]) & set(parts[1])
+    assert [r["speaker"] for r in read_labels(result.quarantine).to_dict("records")] == [rows[1]["speaker"],
+                                                                                         rows[3]["speaker"]]
+    assert len(pd.read_parquet(home.datasets / "demo" / MANIFEST)) == 2
