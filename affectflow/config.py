@@ -20,6 +20,10 @@ from typing import Literal
 from affectflow.errors import ConfigError
 
 FaceBackendName = Literal["landmarks", "openface", "none"]
+# How ingest treats a batch with failing rows (affectflow.ingest): split them off, or quarantine it whole.
+IngestPolicy = Literal["partial", "whole"]
+POLICIES: tuple[IngestPolicy, ...] = typing.get_args(IngestPolicy)
+DEFAULT_POLICY: IngestPolicy = "partial"
 HOME_ENV = "AFFECTFLOW_HOME"
 DEFAULT_HOME = ".affectflow"
 

@@ -54,7 +54,7 @@ from typing import Literal
 import pandas as pd
 
 from affectflow.cache import file_sha256
-from affectflow.config import Paths
+from affectflow.config import DEFAULT_POLICY, POLICIES, IngestPolicy, Paths
 from affectflow.errors import UserError
 from affectflow.labels import LABELS_FILENAME
 from affectflow.validation import REPORT_MD, Failure, ValidationReport, read_labels, validate_batch
@@ -73,9 +73,6 @@ NUMBER_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
 VERSION_COLUMNS: tuple[str, ...] = ("clip_hash", "speaker", "emotion", "arousal", "valence")
 
 Status = Literal["accepted", "quarantined", "duplicate"]
-Policy = Literal["partial", "whole"]
-POLICIES: tuple[Policy, ...] = ("partial", "whole")
-DEFAULT_POLICY: Policy = "partial"
 Progress = Callable[[int, int, "IngestResult"], None]
 Say = Callable[[str], None]
 
@@ -437,7 +434,7 @@ def _finish_split(batch_dir: Path, paths: Paths) -> dict | None:
 
 
 def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad: set[int],
-            policy: Policy, paths: Paths, split_before: dict | None = None) -> IngestResult:
+            policy: IngestPolicy, paths: Paths, split_before: dict | None = None) -> IngestResult:
     """Accept the rows not in ``bad`` (after the label-conflict check against the store), splitting the
     others off to quarantine, or quarantine the whole batch when nothing or, by ``policy``, not all is good.
     ``split_before``: the accounting of a split a killed run left for ``_finish_split`` to complete."""
@@ -479,15 +476,17 @@ def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad
     quarantine, n_quarantined = None, 0
     if accounting is not None:
         quarantine, n_quarantined = Path(accounting["quarantined_to"]), len(accounting["quarantined_rows"])
+        failed = [failure.describe() for failure in report.failures]  # empty when a killed run split it
         reasons.append(f"{n_quarantined} of {accounting['submitted_rows']} rows failed and were quarantined in "
-                       f"{quarantine} (its report.md says why)")
+                       f"{quarantine} (its report.md says why)" + "".join(f"; {text}" for text in failed[:5])
+                       + (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""))
     return IngestResult(batch_dir.name, "accepted" if rows else "duplicate", dataset, len(clips), len(rows),
                         _version(manifest), target / REPORT_MD, target, reasons,
                         n_quarantined=n_quarantined, quarantine=quarantine)
 
 
 def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False,
-                 policy: Policy = DEFAULT_POLICY) -> IngestResult:
+                 policy: IngestPolicy = DEFAULT_POLICY) -> IngestResult:
     """Validate one batch folder, then move it into the store, to quarantine, or (policy ``partial``, when every
     failure names a row) its good rows into the store and the others to quarantine (module docstring).
 
@@ -525,7 +524,7 @@ def pending_batches(inbox: Path) -> list[Path]:
 
 def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool = False,
                  inbox: Path | None = None, waiting: Say | None = None,
-                 policy: Policy = DEFAULT_POLICY) -> list[IngestResult]:
+                 policy: IngestPolicy = DEFAULT_POLICY) -> list[IngestResult]:
     """Finish any interrupted ingest, then ingest every batch of ``inbox`` (default: the home's).
 
     One run per home at a time: a second waits (``waiting(message)`` says so first), then ingests what the first

@@ -15,8 +15,18 @@ import time
 import typing
 from pathlib import Path
 
-from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing, settings_file
+from affectflow.config import (
+    DEFAULT_POLICY,
+    POLICIES,
+    FaceBackendName,
+    Paths,
+    TrainConfig,
+    activate_home,
+    preprocessing,
+    settings_file,
+)
 from affectflow.errors import UserError
+from cli import quarantine
 
 DEMO_DATASET = "synthetic"
 DESCRIPTION = "affectflow: audio-visual emotion recognition from raw video batches to a served, retrainable model."
@@ -30,6 +40,7 @@ typical session:
   affectflow datasets import emodb ../shared/data/emodb --out .affectflow/inbox/emodb-1
   affectflow preprocess clip.mp4 --face-backend landmarks
   affectflow ingest --inbox DIR                # validate and accept/quarantine every batch in DIR
+  affectflow quarantine list                   # what failed and why; fix, then: quarantine release BATCH
   affectflow train --dataset synthetic         # train, register, promote, package
   affectflow train --dataset emodb --cv 7      # leave-one-speaker-out cross-validation report
   affectflow evaluate --model models:/affectflow-synthetic@champion --data BATCH_DIR --by speaker,sex --ablate
@@ -48,6 +59,16 @@ status 2; --debug shows the traceback.
 TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess", "promote", "rollback"})
 # Commands that run Prefect flows (with no server configured, Prefect starts a temporary one: cli.tether).
 FLOW_COMMANDS = frozenset({"demo", "train", "ingest"})
+
+
+def prepare_flows(paths: Paths) -> None:
+    """Before a command runs Prefect flows: Prefect's temporary server must not outlive a killed command, and a
+    fresh home's Prefect database is set up by one process at a time."""
+    from cli.embedded_api import start_embedded_api
+    from cli.tether import tether
+
+    tether()
+    start_embedded_api(paths)
 
 
 def _say(message: str) -> None:
@@ -88,10 +109,15 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from flows.ingest import ingest_flow
 
-    results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None)
+    results = ingest_flow(home=args.home, inbox=str(Path(args.inbox).resolve()) if args.inbox else None,
+                          policy=args.policy)
     for result in results:
-        _say(f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
-             + (f" report: {result['report']}" if result["status"] == "quarantined" else ""))
+        line = f"{result['batch']}: {result['status']} ({result['n_clips']} clips, {result['n_new']} new)"
+        if result["n_quarantined"]:
+            line += f"; {result['n_quarantined']} rows quarantined in {result['quarantine']}"
+        if result["status"] == "quarantined" or result["n_quarantined"]:
+            line += f"; report: {result['quarantine'] or result['location']}/report.md"
+        _say(line)
     _emit(results)
 
 
@@ -463,7 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="validate inbox batches; accept into the store or quarantine")
     ingest.add_argument("--inbox", help="folder of batches (default: <home>/inbox)")
+    ingest.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+                        help="partial (default): rows that fail (a clip that does not decode, a label out of the "
+                             "vocabulary, a repeated path, a label conflict) go to quarantine with their media, the "
+                             "rest is accepted; a failure of the whole file quarantines the batch. whole: any "
+                             "failure quarantines the whole batch")
     ingest.set_defaults(func=cmd_ingest)
+    quarantine.register(sub)
 
     train = sub.add_parser("train", help="train on a curated dataset, register in MLflow, promote, package")
     train.add_argument("--dataset", required=True, help="curated dataset name (see the ingest output)")
@@ -575,11 +607,7 @@ def main(argv: list[str] | None = None) -> None:
 
             gpus()
         if args.command in FLOW_COMMANDS:
-            from cli.embedded_api import start_embedded_api
-            from cli.tether import tether
-
-            tether()  # Prefect's temporary server must not outlive a killed command
-            start_embedded_api(paths)  # a fresh home's Prefect database: one process at a time sets it up
+            prepare_flows(paths)
         args.func(args)
     except UserError as err:
         if args.debug:

@@ -74,8 +74,9 @@ def test_hostile_batches_are_refused_with_reasons_and_the_store_stays_clean(home
     env = {**os.environ, "AFFECTFLOW_HOME": str(home.home), "PREFECT_HOME": str(home.prefect_home),
            "BENTOML_HOME": str(home.bentoml_home)}
     env.pop("PREFECT_API_URL", None)
-    done = subprocess.run([sys.executable, "-m", "cli", "ingest"], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=240)
+    # policy whole: each hostile batch is refused as it came (partial acceptance: tests/unit/test_ingest.py)
+    done = subprocess.run([sys.executable, "-m", "cli", "ingest", "--policy", "whole"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-4000:]
     results = {r["batch"]: r for r in json.loads(done.stdout.splitlines()[-1])}
 
