@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 # The child optionally kills itself (a real SIGKILL) at one of the two instants where a batch is
 # between places: its journal written but the folder not yet moved, or the folder moved into the
-# store but its clips not yet in the manifest. Timed kills from outside land anywhere else.
+# store but its clips not yet in the manifest. Timed kills from outside land anywhere else. Policy whole: each
+# batch moves as one folder (a split killed half-way: tests/unit/test_ingest.py).
 RUN_INGEST = """
 import os, signal, sys
 from affectflow import ingest
@@ -35,7 +36,8 @@ if sys.argv[2] == "journal-written":      # the journal is in the inbox batch, t
 elif sys.argv[2] == "moved-not-recorded":  # the folder is in the store, its clips not yet in the manifest
     append = ingest._append
     ingest._append = lambda store, manifest, rows: die() if rows else append(store, manifest, rows)
-ingest.ingest_inbox(get_paths(sys.argv[1]), progress=lambda done, total, r: print(done, r.batch, flush=True))
+ingest.ingest_inbox(get_paths(sys.argv[1]), progress=lambda done, total, r: print(done, r.batch, flush=True),
+                    policy="whole")
 """
 WRITTEN_BY_INGEST = {"report.md", "report.json", "ingest.json", "data_docs"}
 BATCHES = ("b1", "b2", "b3", "b4", "b5")
@@ -113,7 +115,7 @@ def test_killed_ingestion_loses_and_duplicates_nothing(point: str, tmp_path: Pat
         assert (store / "b1" / JOURNAL).is_file() and not (store / MANIFEST).exists()
     assert originals(home) == before
 
-    results = ingest_inbox(home)
+    results = ingest_inbox(home, policy="whole")
     assert originals(home) == before and not pending_batches(home.inbox)
     assert all(r.status in ("accepted", "quarantined") for r in results)
     assert sorted(p.name for p in home.quarantine.iterdir()) == [BAD]
@@ -127,5 +129,5 @@ def test_killed_ingestion_loses_and_duplicates_nothing(point: str, tmp_path: Pat
 
     uninterrupted = get_paths(tmp_path / "other").ensure()
     shutil.copytree(tmp_path / "pristine", uninterrupted.inbox, dirs_exist_ok=True)
-    ingest_inbox(uninterrupted)
+    ingest_inbox(uninterrupted, policy="whole")
     assert dataset_version("demo", home) == dataset_version("demo", uninterrupted)
