@@ -485,13 +485,12 @@ def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad
                         n_quarantined=n_quarantined, quarantine=quarantine)
 
 
-def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False,
-                 policy: IngestPolicy = DEFAULT_POLICY) -> IngestResult:
+def ingest_batch(batch_dir: Path, paths: Paths, policy: IngestPolicy = DEFAULT_POLICY) -> IngestResult:
     """Validate one batch folder, then move it into the store, to quarantine, or (policy ``partial``, when every
     failure names a row) its good rows into the store and the others to quarantine (module docstring).
 
-    The reports (and GX Data Docs under ``data_docs/`` when asked) are written into the batch folder
-    before it moves, so they travel with it. A batch folder that is a symlink is refused unread.
+    The reports are written into the batch folder before it moves, so they travel with it; the GX result and
+    its Data Docs stay in the home's GX project (``paths.gx``). A batch folder that is a symlink is refused unread.
     """
     batch_dir = Path(batch_dir)
     if batch_dir.is_symlink():
@@ -501,7 +500,7 @@ def ingest_batch(batch_dir: Path, paths: Paths, data_docs: bool = False,
     if policy not in POLICIES:
         raise UserError(f"unknown ingest policy {policy!r}: choose one of {', '.join(POLICIES)}")
     split_before = _finish_split(batch_dir, paths)
-    report = validate_batch(batch_dir, docs_dir=batch_dir / "data_docs" if data_docs else None)
+    report = validate_batch(batch_dir, paths.gx)
     report.write(batch_dir, create=False)
     bad = rows_at_fault(report)
     if bad is None or (bad and policy == "whole"):
@@ -522,9 +521,8 @@ def pending_batches(inbox: Path) -> list[Path]:
     return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool = False,
-                 inbox: Path | None = None, waiting: Say | None = None,
-                 policy: IngestPolicy = DEFAULT_POLICY) -> list[IngestResult]:
+def ingest_inbox(paths: Paths, progress: Progress | None = None, inbox: Path | None = None,
+                 waiting: Say | None = None, policy: IngestPolicy = DEFAULT_POLICY) -> list[IngestResult]:
     """Finish any interrupted ingest, then ingest every batch of ``inbox`` (default: the home's).
 
     One run per home at a time: a second waits (``waiting(message)`` says so first), then ingests what the first
@@ -538,7 +536,7 @@ def ingest_inbox(paths: Paths, progress: Progress | None = None, data_docs: bool
         for done, batch in enumerate(batches, 1):
             if not (batch.is_dir() or batch.is_symlink()):
                 continue
-            results.append(ingest_batch(batch, paths, data_docs=data_docs, policy=policy))
+            results.append(ingest_batch(batch, paths, policy=policy))
             if progress is not None:
                 progress(done, len(batches), results[-1])
         return results

@@ -12,24 +12,39 @@ media in one run.
 The curated store keeps real files only: a ``labels.csv`` that is a symlink is not read, and a batch holding
 any symlink (a clip, a sub-folder, an extra file) fails with the links named. (A batch folder that is itself a
 symlink is refused before validation, by ``affectflow.ingest``.)
+
+The suite runs the way GX is designed to be used: through a file-backed Data Context, the home's ``gx/``
+project (``Paths.gx``). The JSON files stay the reviewed source; each run first brings the stored suite in
+line with them. A checkpoint per dataset (``affectflow-<dataset>``, or the suite's name when the batch names
+no single dataset) runs the suite's validation definition; GX stores every result (the validation history)
+and its ``UpdateDataDocsAction`` renders that result's page and the site index. The report names both.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import fcntl
 import functools
 import io
 import json
 import math
 import os
 import re
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from affectflow.datasets.base import DATASET_NAME
 from affectflow.errors import UserError
 from affectflow.labels import (
     CONTROL_CHARACTERS,
@@ -49,9 +64,22 @@ PROBE_COLUMNS: tuple[str, ...] = ("path_safe", "file_exists", "decodable", "has_
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 
-# GX is imported and its context built once per process (the import, ~2.3 s, is the fixed cost);
-# a context is not thread-safe, so runs are serialised.
+# GX is imported once per process (~2.3 s, the fixed cost) and a project's context opened once per process;
+# a context is not thread-safe, so runs are serialised (across processes too: see _project_lock).
 _GX_LOCK = threading.Lock()
+_CONTEXTS: dict[Path, object] = {}
+_SOURCE = "affectflow"  # one pandas data source, asset and batch definition: every suite checks the same frame
+_SITE = "local_site"
+# The index lists the latest results only: GX reads every result it lists on each build, so a full index
+# would make each validation slower as the history grows. Every result keeps its own page.
+_INDEX_LIMIT = 100
+_SITE_CONFIG = {
+    "class_name": "SiteBuilder",
+    "show_how_to_buttons": False,
+    "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                      "base_directory": f"uncommitted/data_docs/{_SITE}/"},
+    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": _INDEX_LIMIT},
+}
 
 
 class LabelFileError(UserError, ValueError):
@@ -87,7 +115,12 @@ class Failure:
 
 @dataclass
 class ValidationReport:
-    """Outcome of validating one batch; ``dataset`` is set when the batch names exactly one."""
+    """Outcome of validating one batch; ``dataset`` is set when the batch names exactly one.
+
+    ``data_docs`` is the HTML page of this result in the GX project's Data Docs, ``validation_result`` its key
+    in the GX store (``<suite>/<batch>/<run time>/<batch id>``, the JSON under ``uncommitted/validations/``);
+    both are None when the suite did not run (labels.csv unreadable).
+    """
 
     batch: str
     success: bool
@@ -95,6 +128,8 @@ class ValidationReport:
     failures: list[Failure] = field(default_factory=list)
     dataset: str | None = None
     suite: str = SUITE_NAME
+    data_docs: str | None = None
+    validation_result: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +139,10 @@ class ValidationReport:
         lines = [f"# Validation report: batch `{self.batch}`", "",
                  f"- status: **{status}**", f"- dataset: {self.dataset or 'unknown'}",
                  f"- rows: {self.n_rows} (rows below are 0-based data rows; the header is not counted)",
-                 f"- suite: expectations/{self.suite}.json", ""]
+                 f"- suite: expectations/{self.suite}.json"]
+        if self.data_docs:
+            lines += [f"- Data Docs: {self.data_docs}", f"- GX validation result: {self.validation_result}"]
+        lines.append("")
         if self.failures:
             # values verbatim (a float out of range must not be rounded into range); None is an empty cell
             rows = [{"row": "file" if f.row is None else f.row, "column": f.column,
@@ -280,48 +318,108 @@ def full_suite(name: str) -> dict:
 
 
 @functools.cache
-def _context():
-    """The ephemeral GX context, built once per process."""
+def _scratch_project() -> Path:
+    """The project of callers without a home: a temporary folder of this process, removed at its exit."""
+    folder = Path(tempfile.mkdtemp(prefix="affectflow-gx-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder / "gx"
+
+
+@contextmanager
+def _project_lock(root: Path) -> Iterator[None]:
+    """One process at a time in the project at ``root``: GX writes its config, stores and site unlocked."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _context(root: Path):
+    """The file-backed context at ``root`` (scaffolded on first use), opened once per process and project.
+
+    Its data source and Data Docs site are set here; they live in ``great_expectations.yml``, which GX holds in
+    memory, so they are written once and never changed by a run. Call with the project lock held.
+    """
+    context = _CONTEXTS.get(root)
+    if context is not None and (root / "great_expectations.yml").is_file():
+        return context
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="file", context_root_dir=root)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if context.get_config().data_docs_sites.get(_SITE) != _SITE_CONFIG:
+        context.update_data_docs_site(_SITE, _SITE_CONFIG)
+    if _SOURCE not in context.data_sources.all():
+        context.data_sources.add_pandas(_SOURCE).add_dataframe_asset(_SOURCE) \
+            .add_batch_definition_whole_dataframe(_SOURCE)
+    _CONTEXTS[root] = context
     return context
 
 
-@functools.cache
-def _validation_definition(name: str):
-    """The validation definition of suite ``name`` in the process's context, built once."""
+def _without_ids(suite) -> dict:
+    """A suite's JSON without the ids GX assigns when storing it (GX's own equality compares them)."""
+    data = suite.to_json_dict()
+    data.pop("id", None)
+    data["expectations"] = [{k: v for k, v in e.items() if k != "id"} for e in data["expectations"]]
+    return data
+
+
+def _checkpoint(context, suite_name: str, name: str):
+    """Checkpoint ``name`` running suite ``suite_name``, made on first use; the stored suite is first replaced
+    by the JSON files' when they differ, so an edited ``expectations/*.json`` takes effect at once."""
     import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.exceptions import DataContextError
 
-    context = _context()
-    batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
-             .add_batch_definition_whole_dataframe(name))
-    suite = context.suites.add(gx.ExpectationSuite(**full_suite(name)))
-    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    wanted = gx.ExpectationSuite(**full_suite(suite_name))
+    try:
+        if _without_ids(context.suites.get(suite_name)) != _without_ids(wanted):
+            context.suites.add_or_update(wanted)
+    except DataContextError:
+        context.suites.add(wanted)
+    try:
+        definition = context.validation_definitions.get(suite_name)
+    except DataContextError:
+        batch = context.data_sources.get(_SOURCE).get_asset(_SOURCE).get_batch_definition(_SOURCE)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=context.suites.get(suite_name)))
+    try:
+        return context.checkpoints.get(name)
+    except DataContextError:
+        return context.checkpoints.add(gx.Checkpoint(
+            name=name, validation_definitions=[definition], result_format="COMPLETE",
+            actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[_SITE])]))
 
 
-def _run_suite(frame: pd.DataFrame, docs_dir: Path | None, suite: str):
-    """Run ``suite``; optionally render this one result as GX Data Docs (static HTML) into ``docs_dir``."""
-    with _GX_LOCK:
-        context, definition = _context(), _validation_definition(suite)
-        store = context.validation_results_store
-        try:
-            result = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
-            if docs_dir is not None:
-                docs_dir.mkdir(parents=True, exist_ok=True)
-                context.update_data_docs_site("local_site", {
-                    "class_name": "SiteBuilder",
-                    "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                      "base_directory": str(docs_dir.resolve())},
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                })
-                context.build_data_docs(site_names=["local_site"])
-        finally:
-            for key in store.list_keys():  # results stay in memory otherwise; one batch per site
-                store.remove_key(key)
-    return result
+def _checkpoint_name(dataset: str | None, suite: str) -> str:
+    """``affectflow-<dataset>``; the suite's name for a batch without one usable name (it is a file name)."""
+    if dataset and DATASET_NAME.match(dataset) and len(dataset) <= 100:
+        return f"affectflow-{dataset}"
+    return suite
+
+
+def _path_of(url: str) -> str:
+    return unquote(urlparse(url).path)
+
+
+def _run_suite(frame: pd.DataFrame, suite: str, checkpoint: str, batch: str, root: Path):
+    """Run ``suite`` through ``checkpoint`` of the project at ``root``: the GX result, its store key and the
+    path of its Data Docs page (the site's index if GX names no page)."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    run_name = batch.replace("\\", "_") if batch.strip(".") else "batch"  # a path part in the store
+    with _GX_LOCK, _project_lock(root):
+        context = _context(root)
+        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+        outcome = _checkpoint(context, suite, checkpoint).run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        ((key, result),) = outcome.run_results.items()
+        (site,) = context.get_docs_sites_urls(resource_identifier=key, site_names=[_SITE])
+        page = site["site_url"] or context.get_docs_sites_urls(site_names=[_SITE])[0]["site_url"]
+    return result, "/".join(key.to_tuple()), _path_of(page)
 
 
 def _exception_message(result) -> str | None:
@@ -368,11 +466,11 @@ def _single_dataset(labels: pd.DataFrame) -> str | None:
     return str(names[0]) if len(names) == 1 else None
 
 
-def validate_batch(batch_dir: Path, docs_dir: Path | None = None) -> ValidationReport:
+def validate_batch(batch_dir: Path, gx_root: Path | None = None) -> ValidationReport:
     """Validate ``batch_dir`` (media + labels.csv) against its dataset's suite (see :func:`suite_for`).
 
-    With ``docs_dir``, GX Data Docs for this run are written there too (~0.2 s, ~4 MB of static
-    assets, so only where a person will browse them).
+    ``gx_root`` is the GX project (a home's ``Paths.gx``), made on first use; the result is stored there and
+    its Data Docs page built. Without one, a temporary project of this process is used (removed at exit).
     """
     batch_dir = Path(batch_dir)
     try:
@@ -383,6 +481,7 @@ def validate_batch(batch_dir: Path, docs_dir: Path | None = None) -> ValidationR
     frame, notes = checked_frame(batch_dir, labels)
     dataset = _single_dataset(labels)
     suite = suite_for(dataset)
-    result = _run_suite(frame, docs_dir, suite)
+    root = Path(gx_root).resolve() if gx_root is not None else _scratch_project()
+    result, key, page = _run_suite(frame, suite, _checkpoint_name(dataset, suite), batch_dir.name, root)
     failures = _symlink_failure(batch_dir, labels) + _failures(result, labels, notes)
-    return ValidationReport(batch_dir.name, not failures, len(labels), failures, dataset, suite)
+    return ValidationReport(batch_dir.name, not failures, len(labels), failures, dataset, suite, page, key)

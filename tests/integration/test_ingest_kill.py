@@ -39,7 +39,7 @@ elif sys.argv[2] == "moved-not-recorded":  # the folder is in the store, its cli
 ingest.ingest_inbox(get_paths(sys.argv[1]), progress=lambda done, total, r: print(done, r.batch, flush=True),
                     policy="whole")
 """
-WRITTEN_BY_INGEST = {"report.md", "report.json", "ingest.json", "data_docs"}
+WRITTEN_BY_INGEST = {"report.md", "report.json", "ingest.json"}  # GX results and Data Docs: in the home's gx/
 BATCHES = ("b1", "b2", "b3", "b4", "b5")
 BAD = "b3"
 

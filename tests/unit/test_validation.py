@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,14 +135,96 @@ def test_every_failing_row_is_named_once_at_its_cause(tmp_path: Path, make_clip)
     assert json.loads(json.dumps(report.to_dict(), default=str))["failures"][0]["row"] is None
 
 
-def test_report_files_and_data_docs(tmp_path: Path, make_clip) -> None:
+def test_report_files_name_the_gx_result_and_its_data_docs(tmp_path: Path, make_clip) -> None:
     batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,joy,,,,\nclip1.mp4,demo,s2,anger,,,,\n")
-    report = validate_batch(batch, docs_dir=tmp_path / "docs")
+    report = validate_batch(batch, tmp_path / "gx")
     written = report.write(tmp_path / "out")
     assert written.read_text() == report.to_markdown() and "joy" in written.read_text()
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["failures"][0]["row"] == 0
-    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
-    assert (tmp_path / "docs" / "index.html").is_file() and len(pages) == 1
+    assert f"Data Docs: {report.data_docs}" in written.read_text()
+    stored = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert stored["failures"][0]["row"] == 0
+    assert (stored["data_docs"], stored["validation_result"]) == (report.data_docs, report.validation_result)
+    assert (tmp_path / "gx" / "uncommitted" / "validations" / f"{report.validation_result}.json").is_file()
+
+
+def test_history_is_kept_and_data_docs_show_each_result(tmp_path: Path, make_clip) -> None:
+    root = tmp_path / "gx"
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,joy,,,,\nclip1.mp4,demo,s2,anger,,,,\n")
+    first, second = validate_batch(batch, root), validate_batch(batch, root)
+    results = sorted(p.relative_to(root / "uncommitted" / "validations").with_suffix("").as_posix()
+                     for p in (root / "uncommitted" / "validations").rglob("*.json"))
+    assert results == sorted([first.validation_result, second.validation_result]) and len(set(results)) == 2
+    site = root / "uncommitted" / "data_docs" / "local_site"
+    assert Path(second.data_docs).is_file() and Path(second.data_docs).is_relative_to(site)
+    page = Path(first.data_docs).read_text(encoding="utf-8")
+    assert "Failed" in page and "values must belong to this set" in page and ">joy<" in page  # the failing check
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert all(Path(r.data_docs).relative_to(site).as_posix() in index for r in (first, second))
+
+
+def _project(root: Path):
+    import great_expectations as gx
+
+    return gx.get_context(mode="file", context_root_dir=root)
+
+
+def test_a_checkpoint_per_dataset_stores_results_and_updates_data_docs(tmp_path: Path, make_clip) -> None:
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    root = tmp_path / "gx"
+    for dataset in ("demo", "other", "Not a name"):
+        body = f"clip0.mp4,{dataset},s1,anger,,,,\nclip1.mp4,{dataset},s2,calm,,,,\n"
+        validate_batch(batch_of(tmp_path / dataset, make_clip, body), root)
+    context = _project(root)
+    assert sorted(c.name for c in context.checkpoints.all()) == ["affectflow-demo", "affectflow-other", "labels"]
+    checkpoint = context.checkpoints.get("affectflow-demo")
+    assert [type(a) for a in checkpoint.actions] == [UpdateDataDocsAction]
+    assert [(d.name, d.suite.name) for d in checkpoint.validation_definitions] == [("labels", "labels")]
+
+
+def test_the_suite_files_replace_a_stored_suite_that_differs(tmp_path: Path, make_clip) -> None:
+    """A project made when labels.json said otherwise (here: one emotion only) follows the file as it is now."""
+    import great_expectations as gx
+
+    root = tmp_path / "gx"
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\nclip1.mp4,demo,s2,calm,,,,\n")
+    assert validate_batch(batch, root).success
+    context = _project(root)
+    stored = context.suites.get("labels")
+    stored.add_expectation(gx.expectations.ExpectColumnValuesToBeInSet(column="emotion", value_set=["anger"]))
+    stored.save()
+    assert len(context.suites.get("labels").expectations) == len(suite_dict("labels")["expectations"]) + 1
+    assert validate_batch(batch, root).success
+    assert len(context.suites.get("labels").expectations) == len(suite_dict("labels")["expectations"])
+
+
+def test_projects_are_independent(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\nclip1.mp4,demo,s2,calm,,,,\n")
+    reports = [validate_batch(batch, tmp_path / name) for name in ("one", "two", "one")]
+    assert [r.data_docs.startswith(str(tmp_path / name)) for r, name in zip(reports, ("one", "two", "one"))] == \
+        [True] * 3
+    assert [len(list((tmp_path / name / "uncommitted" / "validations").rglob("*.json")))
+            for name in ("one", "two")] == [2, 1]
+
+
+VALIDATE_THRICE = """
+import sys
+from pathlib import Path
+from affectflow.validation import validate_batch
+for _ in range(3):
+    assert validate_batch(Path(sys.argv[1]), Path(sys.argv[2])).success
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_validating_into_one_project_at_once(tmp_path: Path, make_clip) -> None:
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\nclip1.mp4,demo,s2,calm,,,,\n")
+    root = tmp_path / "gx"
+    children = [subprocess.Popen([sys.executable, "-c", VALIDATE_THRICE, str(batch), str(root)],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [(child.wait(timeout=300), child.stderr.read()) for child in children] == [(0, "")] * 2
+    assert len(list((root / "uncommitted" / "validations").rglob("*.json"))) == 6
+    assert [c.name for c in _project(root).checkpoints.all()] == ["affectflow-demo"]
 
 
 def test_damaged_video_stream_is_a_failure_not_a_crash(tmp_path: Path, make_clip) -> None:
