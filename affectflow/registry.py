@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -26,6 +27,7 @@ from affectflow.backbone import BUNDLE_FOLDER, bundle, bundled
 from affectflow.config import Paths, PreprocessConfig, TrainConfig, remember_setting, user_setting
 from affectflow.crossval import CrossValidation
 from affectflow.errors import UserError
+from affectflow.lineage import TrainingData, lineage_markdown
 from affectflow.mlstore import ensure_store
 from affectflow.model import input_names
 from affectflow.names import dataset_of, model_name
@@ -38,6 +40,9 @@ CHAMPION = "champion"
 HOST_TAG, PID_TAG, PID_STARTED_TAG = "affectflow.host", "affectflow.pid", "affectflow.pid_started"
 FLOW_RUN_TAG = "prefect.flow_run_id"
 FAILURE_TAG = "failure_reason"
+# Training data lineage: the newest batch a model's data holds; the next training's "since the previous model".
+DATA_THROUGH_TAG = "lineage.data_through"
+LINEAGE = "lineage"  # artifact folder: batches.json, batches.md, drift/<batch>/
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 # Explicit requirements: inferring them costs seconds per logged model and guesses wrong for editable installs.
 MODEL_REQUIREMENTS = ["tensorflow>=2.21,<2.22", "keras>=3.10", "numpy"]
@@ -136,16 +141,59 @@ def owner_tags() -> dict[str, str]:
 
 
 @contextmanager
-def live_training(dataset: str, dataset_version: str, config: TrainConfig, preprocess: PreprocessConfig,
+def live_training(data: TrainingData, config: TrainConfig, preprocess: PreprocessConfig,
                   tags: Mapping[str, str] | None = None) -> Iterator[tuple[str, list[keras.callbacks.Callback]]]:
     """The MLflow run of a training, opened before the fit and active during it: yields its id and the Keras
     callbacks to fit with (MLflow's own, which logs every epoch's losses as the epoch ends). The run's start
     time is the fit's; a fit that raises leaves the run FAILED. ``log_training(run_id=...)`` completes it.
+    The run opens with the lineage of its training ``data`` (``log_lineage``).
 
     The run is tagged with its process (``owner_tags``) and ``tags`` (the orchestrator's run id, say): a
     process killed outright closes nothing, and ``fail_orphaned_runs`` finds such runs by these tags."""
-    with _run(f"{dataset}-{config.task}", dataset, dataset_version, config, preprocess, {}, tags=tags) as run:
+    with _run(f"{data.dataset}-{config.task}", data.dataset, data.version, config, preprocess, {}, tags=tags) as run:
+        log_lineage(data)
         yield run.info.run_id, [_EpochMetrics()]
+
+
+def previous_model(dataset: str) -> tuple[str, datetime] | None:
+    """The dataset's newest registered model version (``NAME/VERSION``) and the newest batch its data held
+    (``DATA_THROUGH_TAG``; the start of its run for a run that predates the tag); None before the first."""
+    client = MlflowClient()
+    versions = client.search_model_versions(f"name = '{model_name(dataset)}'")
+    if not versions:
+        return None
+    newest = max(versions, key=lambda version: int(version.version))
+    run = client.get_run(newest.run_id)
+    through = run.data.tags.get(DATA_THROUGH_TAG)
+    since = datetime.fromisoformat(through) if through else datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+    return f"{newest.name}/{newest.version}", since
+
+
+def log_lineage(data: TrainingData) -> None:
+    """Log to the active run where its training data came from: the manifest as an MLflow dataset input
+    (context ``training``; name: the dataset, digest: the manifest file's sha256, cut to MLflow's length, whole
+    in the ``manifest_sha256`` tag; source: the manifest's path), ``lineage/batches.json`` and ``.md`` (per
+    batch: validation report, Data Docs, validation result, drift report), and the drift reports of the batches
+    accepted since the previous model under ``lineage/drift/<batch>/``. The rows are logged as schema and
+    profile only: MLflow keeps no copy of the data."""
+    previous = previous_model(data.dataset)
+    batches = data.batches(previous[1] if previous else None)
+    new = [row for row in batches if row["new"]]
+    dataset = mlflow.data.from_pandas(data.rows, source=str(data.manifest), name=data.dataset, digest=data.digest)
+    mlflow.log_input(dataset, context="training",
+                     tags={"dataset_version": data.version, "manifest_sha256": data.sha256})
+    mlflow.log_dict(batches, f"{LINEAGE}/batches.json")
+    mlflow.log_text(lineage_markdown(batches, previous[0] if previous else None), f"{LINEAGE}/batches.md")
+    for row in new:
+        for path in row["drift"]:
+            mlflow.log_artifact(path, f"{LINEAGE}/drift/{row['batch']}")
+    newest_docs = batches[-1]["data_docs"] if batches else None
+    mlflow.set_tags({"manifest_sha256": data.sha256, DATA_THROUGH_TAG: data.data_through.isoformat(),
+                     "lineage.previous_model": previous[0] if previous else "none",
+                     "lineage.batches": len(batches), "lineage.new_batches": len(new),
+                     "lineage.validation_reports": sum(row["report"] is not None for row in batches),
+                     "lineage.drift_reports": sum(bool(row["drift"]) for row in new),
+                     **({"lineage.data_docs": newest_docs} if newest_docs else {})})
 
 
 def _process_alive(pid: int, started: float) -> bool:

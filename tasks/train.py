@@ -15,6 +15,7 @@ from prefect.states import Crashed
 
 from affectflow.config import PreprocessConfig, TrainConfig, get_paths
 from affectflow.experiment import Experiment, experiment_report, run_experiment
+from affectflow.lineage import training_data
 from affectflow.predict import ModelCard
 from affectflow.registry import (
     FLOW_RUN_TAG,
@@ -40,12 +41,15 @@ def trained_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config
     The fit holds a slot of the global concurrency limit ``training`` (created by ``affectflow servers up``;
     one slot: one fit per machine or GPU at a time, later fits wait). Without a server there is no limit.
     The slot is a lease renewed while the fit runs: if the process dies, it frees itself within a minute.
+    The run opens with the lineage of the dataset's manifest (``registry.log_lineage``), read before any wait.
     """
     logger = get_run_logger()
-    configure(get_paths(home))
+    paths = get_paths(home)
+    configure(paths)
+    data = training_data(dataset, dataset_version, paths)
     tags = {FLOW_RUN_TAG: str(runtime.flow_run.id)} if runtime.flow_run.id else {}
     with (concurrency(TRAINING_LIMIT, occupy=1, lease_duration=60),
-          live_training(dataset, dataset_version, config, preprocess, tags) as (run_id, watchers)):
+          live_training(data, config, preprocess, tags) as (run_id, watchers)):
         experiment = run_experiment(frame, preprocess, config, classes, progress=logger.info, watchers=watchers)
     return dataclasses.replace(experiment, run_id=run_id)
 
