@@ -26,6 +26,7 @@ from affectflow.config import (
     settings_file,
 )
 from affectflow.errors import UserError
+from cli import drift as drift_command
 from cli import quarantine
 
 DEMO_DATASET = "synthetic"
@@ -495,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "rest is accepted; a failure of the whole file quarantines the batch. whole: any "
                              "failure quarantines the whole batch")
     ingest.set_defaults(func=cmd_ingest)
+    drift_command.register(sub)
     quarantine.register(sub)
 
     train = sub.add_parser("train", help="train on a curated dataset, register in MLflow, promote, package")

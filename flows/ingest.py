@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from affectflow.config import DEFAULT_POLICY, IngestPolicy, activate_home
+from tasks.drift import drift_of_accepted
 from tasks.ingest import ingested_batches
 
 
@@ -12,7 +13,10 @@ from tasks.ingest import ingested_batches
 def ingest_flow(home: str | None = None, inbox: str | None = None, policy: IngestPolicy = DEFAULT_POLICY) -> list[dict]:
     """Every batch in ``inbox`` (default ``<home>/inbox``) ends in the curated store or in quarantine; with
     ``policy`` "partial" (the default) a batch whose failures all name rows is split between the two."""
-    return ingested_batches(str(activate_home(home).home), inbox, policy)
+    home = str(activate_home(home).home)
+    results = ingested_batches(home, inbox, policy)
+    drift_of_accepted(results, home)  # each accepted batch against its champion's data; never fails the ingest
+    return results
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Each event's resource is the dataset, ``affectflow.dataset.<name>``, so a trigge
 
 - ``affectflow.batch.accepted`` / ``affectflow.batch.quarantined``: payload ``dataset``, ``batch``, ``clips``, ``new_clips``,
   ``dataset_version``, ``reasons``;
+- ``affectflow.batch.drifted``: an accepted batch unlike the data its champion learnt from (``tasks.drift``; a
+  retraining or a notification can hang on it): payload ``dataset``, ``batch``, ``clips``, ``reference`` (``kind``,
+  ``dataset_version``, ``clips``, ``note``), ``share_drifted``, ``threshold``, ``drifted_features``,
+  ``prediction_drifted`` (None without a champion), ``report`` (the ``drift.md`` path);
 - ``affectflow.model.promoted`` / ``affectflow.model.rejected``: payload ``dataset``, ``model``, ``version``, ``reason``.
 """
 
