@@ -98,6 +98,7 @@ class IngestResult:
     reasons: list[str] = field(default_factory=list)
     n_quarantined: int = 0
     quarantine: Path | None = None
+    data_docs: str | None = None  # the GX Data Docs page of the batch's validation
 
     def to_dict(self) -> dict:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
@@ -256,7 +257,8 @@ def _moved_to_quarantine(batch_dir: Path, report: ValidationReport, paths: Paths
     target = free_name(paths.quarantine, batch_dir.name)
     os.rename(batch_dir, target)
     return IngestResult(batch_dir.name, "quarantined", report.dataset, report.n_rows, 0, None,
-                        target / REPORT_MD, target, [failure.describe() for failure in report.failures])
+                        target / REPORT_MD, target, [failure.describe() for failure in report.failures],
+                        data_docs=report.data_docs)
 
 
 def _quarantine(batch_dir: Path, report: ValidationReport, paths: Paths) -> IngestResult:
@@ -482,7 +484,7 @@ def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad
                        + (f"; and {len(failed) - 5} more" if len(failed) > 5 else ""))
     return IngestResult(batch_dir.name, "accepted" if rows else "duplicate", dataset, len(clips), len(rows),
                         _version(manifest), target / REPORT_MD, target, reasons,
-                        n_quarantined=n_quarantined, quarantine=quarantine)
+                        n_quarantined=n_quarantined, quarantine=quarantine, data_docs=report.data_docs)
 
 
 def ingest_batch(batch_dir: Path, paths: Paths, policy: IngestPolicy = DEFAULT_POLICY) -> IngestResult:

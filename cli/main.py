@@ -118,7 +118,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
             line += f"; {result['n_quarantined']} rows quarantined in {result['quarantine']}"
         if result["status"] == "quarantined" or result["n_quarantined"]:
             line += f"; report: {result['quarantine'] or result['location']}/report.md"
-        _say(line)
+        _say(line + (f"\n  Data Docs: {result['data_docs']}" if result["data_docs"] else ""))
     _emit(results)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 
 from affectflow.config import DEFAULT_POLICY, IngestPolicy, get_paths
 from affectflow.ingest import IngestResult, ingest_inbox
+from affectflow.tables import markdown_table
 from affectflow.validation import REPORT_MD
 from tasks.artifacts import artifact_key
 from tasks.events import emit
@@ -34,6 +35,14 @@ def _announce(result: IngestResult) -> None:
         description=f"What of batch {result.batch} was quarantined and why; its files are in {quarantine}")
 
 
+def _summary(results: list[IngestResult]) -> str:
+    """The ingest's outcome per batch, each with a link to the Data Docs page of its validation."""
+    rows = [{"batch": r.batch, "status": r.status, "clips": r.n_clips, "new": r.n_new,
+             "quarantined rows": r.n_quarantined, "now in": str(r.location),
+             "Data Docs": f"[open]({Path(r.data_docs).as_uri()})" if r.data_docs else "none"} for r in results]
+    return "# Ingest results\n\n" + markdown_table(rows) + "\n"
+
+
 # Safe to retry: an interrupted ingest is completed from its journal before anything else happens.
 @task(name="ingested-batches", **STORAGE_RETRIES)
 def ingested_batches(home: str, inbox: str | None = None, policy: IngestPolicy = DEFAULT_POLICY) -> list[dict]:
@@ -49,7 +58,7 @@ def ingested_batches(home: str, inbox: str | None = None, policy: IngestPolicy =
     results = ingest_inbox(get_paths(home), progress=progress, inbox=Path(inbox) if inbox else None,
                            waiting=logger.info, policy=policy)  # another ingest of the home runs: this one waits for it
     if results:
-        create_table_artifact(key="ingest-results",
-                              table=[{k: str(v) for k, v in r.to_dict().items()} for r in results],
-                              description="Every batch of this ingest: accepted into the store or quarantined.")
+        create_markdown_artifact(key="ingest-results", markdown=_summary(results),
+                                 description="Every batch of this ingest: accepted, quarantined or split between "
+                                             "the two; its GX Data Docs.")
     return [r.to_dict() for r in results]

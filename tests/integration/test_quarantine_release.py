@@ -43,6 +43,8 @@ def test_three_broken_of_fifty_are_quarantined_fixed_released_and_accepted_once(
     assert (result["status"], result["n_clips"], result["n_new"], result["n_quarantined"]) == ("accepted", 47, 47, 3)
     quarantine = home.quarantine / "b1"
     assert result["quarantine"] == str(quarantine) and "3 rows quarantined" in said
+    docs = Path(result["data_docs"])  # the GX Data Docs page of this validation, in the home's GX project
+    assert docs.is_file() and docs.is_relative_to(home.gx) and f"Data Docs: {docs}" in said
     reasons = " ".join(result["reasons"])
     assert "row 4, column path" in reasons and "row 17, column path" in reasons and "row 33, column emotion" in reasons
     kept = pd.read_csv(quarantine / "labels.csv", dtype=str)
@@ -55,6 +57,7 @@ def test_three_broken_of_fifty_are_quarantined_fixed_released_and_accepted_once(
     assert [(b["name"], b["rows"], b["problems"], b["split_from"]) for b in listed] == [("b1", 3, 3, "b1")]
     shown, report = affectflow(home, "quarantine", "show", "b1")
     assert "Partial acceptance" in report and "| 2 | emotion | joy |" in report and shown["folder"] == str(quarantine)
+    assert shown["data_docs"] == str(docs) and f"Data Docs: {docs}" in report
 
     for name, data in originals.items():  # the fix: the original files, the right label
         (quarantine / name).write_bytes(data)
