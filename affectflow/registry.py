@@ -163,7 +163,10 @@ def previous_model(dataset: str) -> tuple[str, datetime] | None:
     if not versions:
         return None
     newest = max(versions, key=lambda version: int(version.version))
-    run = client.get_run(newest.run_id)
+    try:
+        run = client.get_run(newest.run_id)
+    except mlflow.exceptions.MlflowException:  # its run was deleted for good: the version's registration time bounds its data
+        return f"{newest.name}/{newest.version}", datetime.fromtimestamp(newest.creation_timestamp / 1000, UTC)
     through = run.data.tags.get(DATA_THROUGH_TAG)
     since = datetime.fromisoformat(through) if through else datetime.fromtimestamp(run.info.start_time / 1000, UTC)
     return f"{newest.name}/{newest.version}", since
