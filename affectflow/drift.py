@@ -283,7 +283,7 @@ def choose_reference(manifest: pd.DataFrame, batch: str, champion_version: str |
                          "the manifest: every clip accepted before the batch")
     if len(trained) <= start:
         return Reference("champion", champion_version, trained, f"the training data of the champion {champion}")
-    return Reference("champion", champion_version, before,
+    return Reference("champion", _version(before) if len(before) else None, before,
                      f"the champion {champion} was trained on this batch too: its training data before the batch")
 
 

@@ -4,8 +4,10 @@ a batch from another studio as drifted with the ``affectflow.batch.drifted`` eve
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,7 @@ def _drifted_events(batch: str, timeout: float = 30.0) -> list[dict]:
             time.sleep(1)
 
 
-def test_drift_against_earlier_clips_then_against_the_champions_data(prefect_harness, home, capsys):
+def test_drift_against_earlier_clips_then_against_the_champions_data(prefect_harness, home):
     from cli.main import main
     from flows.ingest import ingest_flow
     from flows.train import train_flow
@@ -93,8 +95,10 @@ def test_drift_against_earlier_clips_then_against_the_champions_data(prefect_har
     assert not _drifted_events("loud", timeout=0)  # never run by the flow: no event
 
     # The command: the batch the champion was trained on is compared with what came before it.
-    main(["--home", str(home.home), "drift", "--dataset", "synthetic", "--batch", "same"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # (not capsys: Prefect's log handler would keep its stream, closed after this test)
+    with redirect_stdout(io.StringIO()) as out:
+        main(["--home", str(home.home), "drift", "--dataset", "synthetic", "--batch", "same"])
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
     assert (summary["batch"], summary["reference"]["kind"], summary["reference"]["clips"]) == ("same", "champion", 36)
     assert "trained on this batch too" in summary["reference"]["note"]
 
