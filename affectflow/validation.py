@@ -28,6 +28,7 @@ import fcntl
 import functools
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -57,6 +58,8 @@ from affectflow.media import MediaError, probe
 from affectflow.tables import markdown_table
 from expectations import suite_dict
 
+log = logging.getLogger(__name__)
+
 SUITE_NAME = "labels"
 _SUITE_FILE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 NUMERIC_COLUMNS: tuple[str, ...] = ("arousal", "valence", "intensity")
@@ -68,6 +71,7 @@ REPORT_JSON = "report.json"
 # a context is not thread-safe, so runs are serialised (across processes too: see _project_lock).
 _GX_LOCK = threading.Lock()
 _CONTEXTS: dict[Path, object] = {}
+DERIVED_FOLDERS = ("expectations", "validation_definitions", "checkpoints")  # made from expectations/*.json
 _SOURCE = "affectflow"  # one pandas data source, asset and batch definition: every suite checks the same frame
 _SITE = "local_site"
 # The index lists the latest results only: GX reads every result it lists on each build, so a full index
@@ -406,20 +410,65 @@ def _path_of(url: str) -> str:
     return unquote(urlparse(url).path)
 
 
-def _run_suite(frame: pd.DataFrame, suite: str, checkpoint: str, batch: str, root: Path):
-    """Run ``suite`` through ``checkpoint`` of the project at ``root``: the GX result, its store key and the
-    path of its Data Docs page (the site's index if GX names no page)."""
+def _damaged_files(root: Path) -> list[Path]:
+    """Project files that do not parse (a process killed while GX wrote them): its config and the suites,
+    validation definitions and checkpoints, all derived from ``expectations/*.json`` and rebuilt at will."""
+    import yaml
+
+    damaged = []
+    config = root / "great_expectations.yml"
+    try:
+        if config.is_file():
+            yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        damaged.append(config)
+    for folder in DERIVED_FOLDERS:
+        for path in (root / folder).rglob("*.json"):
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                damaged.append(path)
+    return damaged
+
+
+def _rebuild(root: Path, damaged: list[Path]) -> None:
+    """Drop the derived part of the project (and its config if damaged); the next ``_context`` and
+    ``_checkpoint`` make them again from the suite files. The validation history is kept."""
+    log.warning("GX project %s: %d damaged files (%s); rebuilding its suites, validation definitions and "
+                "checkpoints from expectations/", root, len(damaged), ", ".join(str(p) for p in damaged[:5]))
+    for folder in DERIVED_FOLDERS:
+        shutil.rmtree(root / folder, ignore_errors=True)
+    if root / "great_expectations.yml" in damaged:
+        (root / "great_expectations.yml").unlink()
+    _CONTEXTS.pop(root, None)
+
+
+def _run_checkpoint(frame: pd.DataFrame, suite: str, checkpoint: str, run_name: str, root: Path):
     from great_expectations.core.run_identifier import RunIdentifier
 
+    context = _context(root)
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    outcome = _checkpoint(context, suite, checkpoint).run(batch_parameters={"dataframe": frame}, run_id=run_id)
+    ((key, result),) = outcome.run_results.items()
+    (site,) = context.get_docs_sites_urls(resource_identifier=key, site_names=[_SITE])
+    page = site["site_url"] or context.get_docs_sites_urls(site_names=[_SITE])[0]["site_url"]
+    return result, "/".join(key.to_tuple()), _path_of(page)
+
+
+def _run_suite(frame: pd.DataFrame, suite: str, checkpoint: str, batch: str, root: Path):
+    """Run ``suite`` through ``checkpoint`` of the project at ``root``: the GX result, its store key and the
+    path of its Data Docs page (the site's index if GX names no page). A project that a killed process left
+    with a half-written file is rebuilt once (``_rebuild``) instead of failing every later validation."""
     run_name = batch.replace("\\", "_") if batch.strip(".") else "batch"  # a path part in the store
     with _GX_LOCK, _project_lock(root):
-        context = _context(root)
-        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
-        outcome = _checkpoint(context, suite, checkpoint).run(batch_parameters={"dataframe": frame}, run_id=run_id)
-        ((key, result),) = outcome.run_results.items()
-        (site,) = context.get_docs_sites_urls(resource_identifier=key, site_names=[_SITE])
-        page = site["site_url"] or context.get_docs_sites_urls(site_names=[_SITE])[0]["site_url"]
-    return result, "/".join(key.to_tuple()), _path_of(page)
+        try:
+            return _run_checkpoint(frame, suite, checkpoint, run_name, root)
+        except Exception:
+            damaged = _damaged_files(root)
+            if not damaged:
+                raise
+            _rebuild(root, damaged)
+            return _run_checkpoint(frame, suite, checkpoint, run_name, root)
 
 
 def _exception_message(result) -> str | None:

@@ -384,8 +384,7 @@ WRITTEN_BY_INGEST = {"labels.csv", "report.md", "report.json", "partial.json", "
 
 
 def submitted_files(folder: Path) -> dict[str, bytes]:
-    return {name: data for name, data in snapshot(folder).items()
-            if name not in WRITTEN_BY_INGEST and not name.startswith("data_docs")}
+    return {name: data for name, data in snapshot(folder).items() if name not in WRITTEN_BY_INGEST}
 
 
 @pytest.mark.parametrize("case", ROW_CASES)

@@ -227,6 +227,33 @@ def test_two_processes_validating_into_one_project_at_once(tmp_path: Path, make_
     assert [c.name for c in _project(root).checkpoints.all()] == ["affectflow-demo"]
 
 
+VALIDATE_ONCE = """
+import sys
+from pathlib import Path
+from affectflow.validation import validate_batch
+report = validate_batch(Path(sys.argv[1]), Path(sys.argv[2]))
+print(report.success, report.validation_result)
+"""
+
+
+def test_a_project_left_half_written_by_a_killed_process_is_rebuilt(tmp_path: Path, make_clip) -> None:
+    """Suites, validation definitions, checkpoints and the project config are made from expectations/*.json:
+    one that a kill cut short is rebuilt (a warning says so), the validation history stays."""
+    batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\nclip1.mp4,demo,s2,calm,,,,\n")
+    root = tmp_path / "gx"
+    assert validate_batch(batch, root).success
+    cut = [root / "checkpoints" / "affectflow-demo.json", *sorted((root / "expectations").glob("*.json")),
+           root / "great_expectations.yml"]
+    for path in cut:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2] + b"\x00{")
+    again = subprocess.run([sys.executable, "-c", VALIDATE_ONCE, str(batch), str(root)], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.startswith("True ") and "damaged files" in again.stderr
+    assert len(list((root / "uncommitted" / "validations").rglob("*.json"))) == 2
+    assert [c.name for c in _project(root).checkpoints.all()] == ["affectflow-demo"]
+
+
 def test_damaged_video_stream_is_a_failure_not_a_crash(tmp_path: Path, make_clip) -> None:
     batch = batch_of(tmp_path / "b", make_clip, "clip0.mp4,demo,s1,anger,,,,\ndamaged.mp4,demo,s2,fear,,,,\n",
                      clips=1)
