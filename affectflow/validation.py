@@ -350,10 +350,13 @@ def _context(root: Path):
     context = _CONTEXTS.get(root)
     if context is not None and (root / "great_expectations.yml").is_file():
         return context
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # read when GX starts: no usage reports leave the home
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", context_root_dir=root)
+    if context.get_config().analytics_enabled is not False:  # and the project says so for any other user of it
+        context.enable_analytics(False)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if context.get_config().data_docs_sites.get(_SITE) != _SITE_CONFIG:
         context.update_data_docs_site(_SITE, _SITE_CONFIG)
