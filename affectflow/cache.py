@@ -10,7 +10,10 @@ is still unreadable (truncated or damaged on disk, written by another config) is
 replaced atomically; the result says ``repaired``. Temporaries left by killed writes are removed when the cache
 is next used, once older than ``TEMP_GRACE_S`` (a live write holds its temporary for milliseconds).
 
-``preprocess_paths`` is the command-line entry: clips or folders in, one JSON-ready dict per clip out.
+``preprocess_clips`` (results) and ``preprocess_paths`` (JSON-ready lines and a summary, for the command line)
+compute missing records in this process, or in chunks (``preprocess_chunk``) wherever the caller's ``run`` sends
+them: ``tasks.preprocess`` maps them as Prefect tasks on a local process pool or a Dask cluster. Workers are
+given absolute paths, so the clips and the cache root must be at the same path on every machine.
 """
 
 from __future__ import annotations
@@ -21,12 +24,8 @@ import os
 import time
 import zipfile
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from multiprocessing import get_context
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from affectflow.config import PreprocessConfig, get_paths, preprocessing
@@ -58,14 +57,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 class FeatureCache:
-    """Feature records of one config under ``root``; ``hits`` and ``computed`` count this instance's work."""
+    """Feature records of one config under ``root``."""
 
     def __init__(self, root: str | Path, cfg: PreprocessConfig):
         self.root = Path(root)
         self.cfg = cfg
         self.folder = self.root / cfg.hash()
-        self.hits = 0
-        self.computed = 0
 
     def path_for(self, clip_hash: str) -> Path:
         return self.folder / f"{clip_hash}.npz"
@@ -79,7 +76,6 @@ class FeatureCache:
         """Extract a clip's features and write its record atomically (replacing a damaged one in one step)."""
         features = extract_features(clip_path, self.cfg)
         save_features(record, features)
-        self.computed += 1
         return features
 
     def verified(self, record: Path) -> ClipFeatures:
@@ -154,7 +150,6 @@ def _process(clip: Path, cache: FeatureCache) -> ClipResult:
                 damaged = True
                 log.warning("feature record %s of %s is damaged (%s): recomputing it", record, clip, err)
             else:
-                cache.hits += 1
                 return _success(clip, clip_hash, record, features, True, cache.cfg)
         try:
             features = cache.compute(clip, record)
@@ -167,70 +162,53 @@ def _process(clip: Path, cache: FeatureCache) -> ClipResult:
         return _failure(clip, err, clip_hash, repaired=damaged)
 
 
-def _in_pool(clips: list[Path], cache: FeatureCache, workers: int) -> Iterator[tuple[int, ClipResult]]:
-    """Run clips in worker processes, at most two per worker in flight; yields ``(index, result)`` as
-    each finishes.
+def preprocess_chunk(clips: Sequence[str | Path], cache_root: str | Path, cfg: PreprocessConfig) -> list[ClipResult]:
+    """One unit of work for a task runner's worker: each clip's result, in order, never raising for a clip.
 
-    Workers are spawned (not forked): the caller may hold threads (Prefect, TensorFlow) that a fork
-    would copy in a locked state. If a worker dies (a crashing decoder), the clips in flight fail with
-    that reason and a fresh pool takes the rest.
-    """
-    todo = deque(range(len(clips)))
-    while todo:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            pending: dict[Future[ClipResult], int] = {}
-            broken = False
-            while pending or (todo and not broken):
-                while todo and not broken and len(pending) < 2 * workers:
-                    index = todo.popleft()
-                    try:
-                        pending[pool.submit(_process, clips[index], cache)] = index
-                    except BrokenProcessPool:
-                        todo.appendleft(index)
-                        broken = True
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as err:
-                        broken = broken or isinstance(err, BrokenProcessPool)
-                        result = _failure(clips[index], err, None)
-                    yield index, result
+    Paths must be absolute (a worker may run in another folder or on another machine that mounts the same
+    storage at the same path)."""
+    cache = FeatureCache(cache_root, cfg)
+    return [_process(Path(clip), cache) for clip in clips]
 
 
-def _in_order(clips: list[Path], cache: FeatureCache, workers: int) -> Iterator[ClipResult]:
-    """Results in input order, each as soon as it and all before it are done."""
-    if workers <= 1:
-        yield from (_process(clip, cache) for clip in clips)
-        return
-    waiting: dict[int, ClipResult] = {}
-    next_index = 0
-    for index, result in _in_pool(clips, cache, workers):
-        waiting[index] = result
-        while next_index in waiting:
-            yield waiting.pop(next_index)
-            next_index += 1
+Chunks = Iterator[tuple[int, list[ClipResult]]]
+# Runs clips and yields ``(index of the first clip, results of consecutive clips)`` in any order, every clip once:
+# ``in_process`` here, or chunks on a Prefect task runner (``tasks.preprocess.on_task_runner``).
+ChunkRunner = Callable[[list[Path], Path, PreprocessConfig], Chunks]
+
+
+def in_process(clips: list[Path], cache_root: Path, cfg: PreprocessConfig) -> Chunks:
+    """Clips one after another in this process (one result per step, for progress)."""
+    for index, clip in enumerate(clips):
+        yield index, preprocess_chunk([clip], cache_root, cfg)
 
 
 def preprocess_clips(paths: Sequence[str | Path], cache_root: str | Path, cfg: PreprocessConfig,
-                     workers: int = 1, progress: Progress | None = None) -> list[ClipResult]:
+                     progress: Progress | None = None, run: ChunkRunner = in_process) -> list[ClipResult]:
     """Make sure every clip has a cached record; one result per clip, in input order.
 
     A clip that cannot be read is reported (``ok=False`` with its reason) and the others go on; a face
     backend that cannot run here raises ``faces.FaceBackendError`` before any clip is read.
-    ``progress(done, total)`` is called after each clip. Damaged records are recomputed (``repaired``) and
-    leftovers of killed writes removed first; both are counted in a warning log line.
+    ``progress(done, total)`` is called as results arrive. ``run`` decides where clips are computed (this
+    process by default; a flow passes ``tasks.preprocess.on_task_runner``). Damaged records are recomputed
+    (``repaired``) and leftovers of killed writes removed first; both are counted in a warning log line.
     """
     check_backend(cfg.face_backend)
-    clips = [Path(p) for p in paths]
-    cache = FeatureCache(cache_root, cfg)
-    cache.clean_temporaries()
-    results = []
-    for result in _in_order(clips, cache, workers):
-        results.append(result)
+    FeatureCache(cache_root, cfg).clean_temporaries()
+    return _filled(paths, cache_root, cfg, progress, run)
+
+
+def _filled(paths: Sequence[str | Path], cache_root: str | Path, cfg: PreprocessConfig, progress: Progress | None,
+            run: ChunkRunner) -> list[ClipResult]:
+    given = [str(Path(p)) for p in paths]
+    results: list[ClipResult | None] = [None] * len(given)
+    done = 0
+    for start, chunk in run([Path(os.path.abspath(p)) for p in given], Path(os.path.abspath(cache_root)), cfg):
+        for offset, result in enumerate(chunk):
+            results[start + offset] = replace(result, clip=given[start + offset])
+        done += len(chunk)
         if progress:
-            progress(len(results), len(clips))
+            progress(done, len(given))
     _log_repairs(results)
     return results
 
@@ -265,43 +243,36 @@ def _line(result: ClipResult) -> dict:
             "cached": result.cached, "repaired": result.repaired, "record": result.record}
 
 
-def _report(clips: list[Path], cache: FeatureCache, workers: int,
-            inspect_dir: Path | None) -> Iterator[dict]:
-    started = time.perf_counter()
-    temporaries = cache.clean_temporaries()
-    results = []
-    for result in _in_order(clips, cache, workers):
-        results.append(result)
-        line = _line(result)
-        if inspect_dir is not None and result.ok:
-            from affectflow.inspect_outputs import write_inspection
-
-            clip = Path(result.clip)
-            line["inspection"] = write_inspection(clip, load_features(result.record), inspect_dir, cache.cfg,
-                                                  name=f"{clip.stem}-{result.clip_hash[:8]}")
-        yield line
-    _log_repairs(results)
-    ok = [r for r in results if r.ok]
-    yield {"summary": True, "clips": len(results), "ok": len(ok), "failed": len(results) - len(ok),
-           "cached": sum(r.cached for r in ok), "computed": sum(not r.cached for r in ok),
-           "repaired": sum(r.repaired for r in results), "temporaries_removed": temporaries,
-           "face_frames": sum(r.face_frames for r in ok), "face_backend": cache.cfg.face_backend,
-           "config_hash": cache.cfg.hash(), "cache": str(cache.folder),
-           "seconds": round(time.perf_counter() - started, 3)}
-
-
 def preprocess_paths(paths: Sequence[str | Path], cfg: PreprocessConfig | None = None,
-                     cache_root: str | Path | None = None, workers: int = 1,
-                     inspect_dir: str | Path | None = None) -> Iterator[dict]:
+                     cache_root: str | Path | None = None, inspect_dir: str | Path | None = None,
+                     run: ChunkRunner = in_process, progress: Progress | None = None) -> list[dict]:
     """Fill the cache for clips and folders of clips: one dict per clip, in order, then a summary dict.
 
     Per clip: ``clip, ok, error, frames, face_frames, audio_seconds, cached, repaired, record`` (plus
     ``inspection``, the written files, when ``inspect_dir`` is given). The summary has ``summary: true``,
     the counts, ``repaired`` (damaged records recomputed or removed) and ``temporaries_removed``.
     ``cfg`` defaults to ``config.preprocessing()``; a face backend that cannot run here raises
-    ``faces.FaceBackendError`` now, before any clip is read.
+    ``faces.FaceBackendError`` now, before any clip is read. ``run`` and ``progress``: as ``preprocess_clips``.
     """
+    started = time.perf_counter()
     cfg = cfg or preprocessing()
     check_backend(cfg.face_backend)
     cache = FeatureCache(cache_root if cache_root is not None else get_paths().features, cfg)
-    return _report(expand_clips(paths), cache, workers, Path(inspect_dir) if inspect_dir is not None else None)
+    temporaries = cache.clean_temporaries()
+    results = _filled(expand_clips(paths), cache.root, cfg, progress, run)
+    lines = [_line(result) for result in results]
+    if inspect_dir is not None:
+        from affectflow.inspect_outputs import write_inspection
+
+        for line, result in zip(lines, results):
+            if result.ok:
+                clip = Path(result.clip)
+                line["inspection"] = write_inspection(clip, load_features(result.record), Path(inspect_dir), cfg,
+                                                      name=f"{clip.stem}-{result.clip_hash[:8]}")
+    ok = [r for r in results if r.ok]
+    return [*lines, {
+        "summary": True, "clips": len(results), "ok": len(ok), "failed": len(results) - len(ok),
+        "cached": sum(r.cached for r in ok), "computed": sum(not r.cached for r in ok),
+        "repaired": sum(r.repaired for r in results), "temporaries_removed": temporaries,
+        "face_frames": sum(r.face_frames for r in ok), "face_backend": cfg.face_backend,
+        "config_hash": cfg.hash(), "cache": str(cache.folder), "seconds": round(time.perf_counter() - started, 3)}]

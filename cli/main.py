@@ -59,7 +59,7 @@ status 2; --debug shows the traceback.
 # Commands that run TensorFlow: it is started quietly first (affectflow.runtime).
 TENSORFLOW_COMMANDS = frozenset({"demo", "train", "evaluate", "predict", "preprocess", "promote", "rollback"})
 # Commands that run Prefect flows (with no server configured, Prefect starts a temporary one: cli.tether).
-FLOW_COMMANDS = frozenset({"demo", "train", "ingest"})
+FLOW_COMMANDS = frozenset({"demo", "train", "ingest", "preprocess"})
 
 
 def prepare_flows(paths: Paths) -> None:
@@ -143,11 +143,15 @@ def cmd_datasets_import(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from affectflow.cache import preprocess_paths
+    from affectflow.faces import check_backend
+    from flows.preprocess import preprocess_flow
+    from tasks.preprocess import run_on, task_runner
 
     cfg = preprocessing(args.face_backend, args.backbone)
+    check_backend(cfg.face_backend)  # one line now, before a flow run starts
     failed = 0
-    for line in preprocess_paths(args.paths, cfg, workers=args.workers, inspect_dir=args.inspect):
+    for line in run_on(task_runner(args.dask, args.workers), preprocess_flow, args.paths, cfg,
+                       inspect_dir=args.inspect):
         failed += int(not line.get("summary") and not line["ok"])
         _emit(line)
     if failed:
@@ -176,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> None:
               "classes": args.classes.split(",") if args.classes else None, "face_backend": args.face_backend,
               "backbone": args.backbone}
     if args.cv:
+        if args.dask:
+            raise UserError("--dask goes with training, not --cv")
         from flows.crossval import crossval_flow
 
         result = crossval_flow(k=args.cv, **common)
@@ -184,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     from flows.train import train_flow
 
-    _emit(_summary_json(train_flow(**common)))
+    _emit(_summary_json(train_flow(**common, dask=args.dask)))
 
 
 def _metric_lines(metrics: dict[str, float]) -> str:
@@ -484,7 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("paths", nargs="+", metavar="PATH", help="clips or folders of clips")
     _add_preprocessing_options(preprocess, "pre-trained video backbone (.keras file or SavedModel folder): cache its "
                                            "embeddings")
-    preprocess.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    preprocess.add_argument("--workers", type=int, default=1,
+                            help="processes on this machine (default 1: in this process), or with --dask local the "
+                                 "cluster's worker processes")
+    preprocess.add_argument("--dask", metavar="ADDRESS",
+                            help="compute on a Dask cluster: a scheduler address (tcp://host:8786, started with `dask "
+                                 "scheduler` and `dask worker`) or 'local' (a cluster on this machine). Workers need "
+                                 "the project installed and the clips and the feature cache at the same absolute "
+                                 "paths (shared storage); see README 'Scale out'")
     preprocess.add_argument("--inspect", metavar="DIR", help="also write an MFCC image and an AU overlay video per clip")
     preprocess.set_defaults(func=cmd_preprocess)
 
@@ -508,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocessing_options(train, "pre-trained video backbone (.keras file or SavedModel folder), frozen: its "
                                       "embeddings are computed once and cached (see docs/model.md); "
                                       "--finetune-backbone trains it inside the model")
+    train.add_argument("--dask", metavar="ADDRESS",
+                       help="preprocess the dataset's clips on a Dask cluster (scheduler address tcp://host:8786, or "
+                            "'local'); training itself runs here. Default: processes on this machine")
     _add_training_options(train)
     train.set_defaults(func=cmd_train)
 

@@ -7,8 +7,8 @@ from prefect import flow
 from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
 from affectflow.ingest import dataset_version
 from flows.naming import dataset_run_name
+from flows.preprocess import feature_records
 from tasks.crossval import crossval_report
-from tasks.preprocess import feature_records
 
 
 @flow(name="affectflow-crossval", log_prints=True, flow_run_name=dataset_run_name("crossval"))

@@ -14,11 +14,13 @@ from flows.train import train_flow
 
 
 @flow(name="affectflow-pipeline", log_prints=True)
-def pipeline_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), home: str | None = None) -> dict:
-    """Ingest, then train ``dataset`` (also when nothing new arrived: features come from the cache)."""
+def pipeline_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), home: str | None = None,
+                  dask: str | None = None) -> dict:
+    """Ingest, then train ``dataset`` (also when nothing new arrived: features come from the cache);
+    ``dask`` as in the train flow."""
     paths = activate_home(home)
     batches = ingest_flow(str(paths.home))
-    summary = train_flow(dataset=dataset, training=training, home=str(paths.home))
+    summary = train_flow(dataset=dataset, training=training, home=str(paths.home), dask=dask)
     return {"batches": batches, **summary}
 
 

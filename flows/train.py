@@ -9,9 +9,9 @@ from affectflow.ingest import dataset_version, validation_report
 from affectflow.metrics import HEADLINE_METRICS
 from affectflow.registry import champion_uri, ui_links
 from flows.naming import dataset_run_name
+from flows.preprocess import feature_records
 from tasks.artifacts import publish_summary
 from tasks.package import champion_bento, served_champion
-from tasks.preprocess import feature_records
 from tasks.promote import champion_decision
 from tasks.train import fail_open_runs, orphaned_runs, registered_model, trained_experiment
 
@@ -20,13 +20,15 @@ from tasks.train import fail_open_runs, orphaned_runs, registered_model, trained
       on_crashed=[fail_open_runs], on_failure=[fail_open_runs])
 def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
                face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
-               home: str | None = None) -> dict:
+               home: str | None = None, dask: str | None = None) -> dict:
     """Train on the curated ``dataset`` and, if the new model beats the champion, package it.
 
     ``training``: every model and optimisation setting (``TrainConfig``; the same names as the options of
     ``affectflow train``). ``classes``: train on these emotions only (the others are dropped and counted).
     ``face_backend`` and ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder)
     choose the preprocessing. ``package``: build a Bento of a new champion (off only where nothing serves).
+    ``dask``: preprocess the clips on a Dask cluster (a scheduler address ``tcp://host:8786``, or ``"local"``);
+    by default on this machine's cores. Its workers must see the home's clips and feature cache at the same path.
 
     First, what an earlier run killed outright left behind is put right: its MLflow run still RUNNING is
     ended FAILED (``orphaned_runs``), and a champion whose Bento was never built gets it (``served_champion``).
@@ -38,7 +40,7 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     orphaned_runs(str(paths.home))
     if package:
         served_champion(dataset, str(paths.home))
-    frame = feature_records(dataset, str(paths.home), preprocess)
+    frame = feature_records(dataset, str(paths.home), preprocess, dask)
     experiment = trained_experiment(frame, preprocess, training, dataset, version, str(paths.home), classes)
     registered = registered_model(experiment, dataset, version, str(paths.home), preprocess, training)
     decision = champion_decision(registered, experiment, training, dataset, str(paths.home))

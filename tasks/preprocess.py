@@ -1,61 +1,120 @@
-"""Preprocessing task: the feature cache filled for every clip of a curated dataset."""
+"""Preprocessing as Prefect work: clips in chunks, each chunk a task on the flow's task runner.
+
+Where chunks run is the flow's task runner (``task_runner``): this process for one worker, Prefect's process pool
+for several, or a Dask cluster through ``prefect-dask`` (a ``LocalCluster`` for ``dask="local"``, an existing one
+for ``dask="tcp://host:8786"``). A clip that fails is a failed result with its reason, never a failed flow; a
+chunk whose worker died is retried (Prefect task retries; Dask also reschedules it on a live worker), and only
+when every try failed do its clips fail, with that reason. Records are written atomically by whichever worker
+computes them, so a killed worker leaves no partial record.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
+from typing import Any, TypeVar
 
-import pandas as pd
-from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect import Flow, task
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
+from prefect.states import Completed
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from affectflow.cache import preprocess_clips
-from affectflow.config import PreprocessConfig, get_paths
-from affectflow.ingest import load_dataset
-from affectflow.storage import ADVICE, StorageError, storage_text
-from tasks.artifacts import artifact_key
-from tasks.policies import PREPROCESS_TIMEOUT_S
+from affectflow.cache import Chunks, ClipResult, preprocess_chunk
+from affectflow.config import PreprocessConfig
+
+# Clips per task at most: ~2-4 s of work, so Prefect's per-task cost (a few state changes through its API,
+# ~0.1 s) stays small, and a killed worker loses little. Fewer clips per task when that keeps every worker busy.
+R = TypeVar("R")
+CHUNK_CLIPS = 16
+CHUNKS_PER_WORKER = 4
 
 
 def _workers(clips: int) -> int:
-    """A process pool costs ~3 s to start (imports, numba cache): worth it only for larger batches."""
+    """Local processes for a batch: a process pool costs ~3 s to start (imports, numba cache), worth it only for
+    larger batches."""
     return max(1, min(os.cpu_count() or 1, clips // 100))
 
 
-@task(name="feature-records", timeout_seconds=PREPROCESS_TIMEOUT_S)
-def feature_records(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.DataFrame:
-    """The dataset's manifest rows with a ``record`` column (feature file); failed clips are reported.
+def task_runner(dask: str | None = None, workers: int = 1) -> TaskRunner:
+    """Where preprocessing chunks run. ``dask``: None for this machine (``workers`` processes; one worker runs
+    in this process, with no pool to start), ``"local"`` for a Dask ``LocalCluster`` of ``workers``
+    single-threaded processes, or a scheduler address (``tcp://host:8786``) of a running cluster."""
+    if dask is None:
+        return ThreadPoolTaskRunner(max_workers=1) if workers <= 1 else ProcessPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
 
-    A clip that failed because the disk refused its record (full, over quota, read-only) says nothing about
-    the clip: the task then fails with that cause in one line (``StorageError``), and nothing trains on
-    the clips that happened to fit. Their records are whole and cached for the next run.
+    if dask == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": max(1, workers), "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    return DaskTaskRunner(address=dask)
 
-    Progress: a log line and a progress artifact (the run page's bar) per tenth of the clips."""
-    logger = get_run_logger()
-    paths = get_paths(home)
-    frame = load_dataset(dataset, paths)
-    bar = create_progress_artifact(0.0, key=artifact_key(dataset, "preprocessing"),
-                                   description=f"Clips of {dataset} preprocessed (features cached), percent.")
 
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            logger.info("preprocessed %d/%d clips", done, total)
-            update_progress_artifact(bar, 100.0 * done / max(total, 1))
+def _slots(runner: TaskRunner) -> int:
+    """How many chunks the runner computes at once."""
+    from prefect_dask import DaskTaskRunner
 
-    results = preprocess_clips(list(frame["path"]), paths.features, preprocess,
-                               workers=_workers(len(frame)), progress=progress)
-    frame["record"] = [r.record for r in results]
+    if isinstance(runner, DaskTaskRunner):
+        return max(1, sum(runner.client.nthreads().values()))
+    return getattr(runner, "_max_workers", 1)
+
+
+def chunk_size(clips: int, slots: int) -> int:
+    return max(1, min(CHUNK_CLIPS, math.ceil(clips / (CHUNKS_PER_WORKER * slots))))
+
+
+def _chunk_name() -> str:
+    from prefect.runtime import task_run
+
+    clips = task_run.parameters["clips"]
+    return f"preprocess {Path(clips[0]).name}" + (f" +{len(clips) - 1}" if len(clips) > 1 else "")
+
+
+@task(name="preprocess-chunk", task_run_name=_chunk_name, retries=2, retry_delay_seconds=2)
+def preprocess_chunk_task(clips: list[str], cache_root: str, cfg: PreprocessConfig):
+    """Records for a chunk of clips (absolute paths). Completed even when some clips fail: the message names
+    them and why (the UI shows it on the task run)."""
+    results = preprocess_chunk(clips, cache_root, cfg)
     failed = [r for r in results if not r.ok]
-    cached = sum(r.cached for r in results)
-    logger.info("%d clips: %d from cache, %d computed, %d failed", len(results), cached,
-                len(results) - cached - len(failed), len(failed))
-    full = [r for r in failed if storage_text(r.error)]
-    if full:
-        first = full[0].error.splitlines()[0]
-        raise StorageError(f"{len(full)} of {len(results)} clips of {dataset} could not be preprocessed: "
-                           f"{storage_text(first)} (first: {first}); nothing was trained; {ADVICE}")
-    if failed:
-        create_table_artifact(key=artifact_key(dataset, "preprocess-failures"),
-                              table=[{"clip": r.clip, "error": r.error} for r in failed],
-                              description="Clips whose features could not be computed, and why; training went on "
-                                          "without them.")
-    return frame[frame["record"].notna()].reset_index(drop=True)
+    message = (f"{len(failed)} of {len(results)} clips failed: " + "; ".join(r.error.splitlines()[0] for r in failed)
+               if failed else f"{len(results)} clip" + "s" * (len(results) > 1))
+    return Completed(data=results, message=message[:2000])
+
+
+def _failed(clips: list[Path], reason: str) -> list[ClipResult]:
+    return [ClipResult(str(clip), False, reason, None, None, 0, 0, 0.0, False) for clip in clips]
+
+
+def on_task_runner(clips: list[Path], cache_root: Path, cfg: PreprocessConfig) -> Chunks:
+    """``cache.ChunkRunner`` for a flow: chunks submitted to the running flow's task runner, results yielded
+    as chunks finish. A chunk that failed every try fails its clips with the reason."""
+    runner = FlowRunContext.get().task_runner
+    size = chunk_size(len(clips), _slots(runner))
+    starts = range(0, len(clips), size)
+    futures = {preprocess_chunk_task.submit([str(c) for c in clips[start:start + size]], str(cache_root), cfg):
+               start for start in starts}
+    for future in as_completed(list(futures)):
+        start = futures[future]
+        try:
+            results = future.result()
+        except Exception as err:  # noqa: BLE001 - every try failed (a worker died each time): its clips fail
+            results = _failed(clips[start:start + size], f"chunk failed after retries: {type(err).__name__}: {err}")
+        yield start, results
+
+
+def run_on(runner: TaskRunner, flow: Flow[..., R], *args: Any, **kwargs: Any) -> R:
+    """``flow(*args, **kwargs)`` with its tasks on ``runner``. Workers in other processes report task states to
+    this process's Prefect API: without a server configured, that is Prefect's temporary server on loopback,
+    named to them here (each would otherwise start a temporary server of its own, and the run would show none
+    of their work). Workers on other machines need a server they can reach (``PREFECT_API_URL``)."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    run = flow.with_options(task_runner=runner)
+    if PREFECT_API_URL.value() or isinstance(runner, ThreadPoolTaskRunner):
+        return run(*args, **kwargs)
+    server = SubprocessASGIServer()
+    server.start()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return run(*args, **kwargs)

@@ -68,10 +68,8 @@ def test_killed_writes_and_damaged_records_are_repaired_by_the_next_run(home: Pa
 
     killed = preprocess(home, clips, "-c", KILLED_WRITE, "3")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    written = [json.loads(line) for line in killed.stdout.splitlines()]
-    assert [line["ok"] for line in written] == [True, True]  # two records done, the third cut mid-write
     (temporary,) = folder.glob(".*.tmp")
-    assert len(list(folder.glob("*.npz"))) == 2  # the half-written record never appears under its name
+    assert len(list(folder.glob("*.npz"))) == 2  # two records done; the third, cut mid-write, never appears
     stale = time.time() - TEMP_GRACE_S - 60  # as if the kill happened half an hour ago
     os.utime(temporary, (stale, stale))
 
