@@ -29,5 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     drift.add_argument("--batch", help="batch folder in the store (default: the newest accepted)")
     drift.add_argument("--p-threshold", type=float, help="a feature drifts below this p-value (default 0.05)")
     drift.add_argument("--share-threshold", type=float,
-                       help="the batch drifts when this share of its features does (default 0.5)")
+                       help="the batch drifts when this share of the features of one group (voice, spectrum, "
+                            "face, format, labels) does (default 0.5)")
     drift.set_defaults(func=cmd_drift)

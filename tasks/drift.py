@@ -33,7 +33,8 @@ def drift_report(dataset: str, batch: str, home: str) -> dict:
     if report.drifted:
         emit("affectflow.batch.drifted", dataset, {
             "batch": batch, "clips": report.batch_clips, "reference": summary["reference"],
-            "share_drifted": summary["share_drifted"], "threshold": report.threshold,
+            "share_drifted": summary["share_drifted"], "group_shares": summary["group_shares"],
+            "drifted_groups": report.drifted_groups, "threshold": report.threshold,
             "drifted_features": report.drifted_features,
             "prediction_drifted": report.predictions.get("drifted"),
             "report": str(paths.datasets / dataset / batch / REPORT_MD)})

@@ -1,6 +1,6 @@
 """Drift per accepted batch for real: synthetic batches ingested into a home, profiled from real decoding and the
-feature cache, compared with scipy; a champion trained (one epoch) becomes the reference; the ingest flow reports
-a batch from another studio as drifted with the ``affectflow.batch.drifted`` event."""
+feature cache, compared with scipy; a champion trained (one epoch) becomes the reference; the ingest flow reports a batch of
+louder, higher voices and one without faces as drifted, each with the ``affectflow.batch.drifted`` event."""
 
 from __future__ import annotations
 
@@ -53,11 +53,12 @@ def test_drift_against_earlier_clips_then_against_the_champions_data(prefect_har
     first = batch_drift("synthetic", None, home)  # the newest batch by default
     assert (first.batch, first.reference["clips"], first.features, first.drifted) == ("first", 0, [], False)
 
-    # Same generator, other people: only `speaker` (all new) drifts. No champion: every earlier clip is the reference.
+    # Same generator, other people: new speakers are no drift. No champion: every earlier clip is the reference.
     _ingest(home, "same", seed=2)
     same = batch_drift("synthetic", "same", home)
     assert same.reference["kind"] == "earlier" and same.reference["clips"] == 36
-    assert "speaker" in same.drifted_features and not same.drifted, same.markdown()
+    assert not same.drifted and "speaker_balance" not in same.drifted_features, same.markdown()
+    assert max(same.group_shares.values()) < 0.5
     assert same.predictions == {"skipped": "the dataset has no champion"}
     stored = json.loads((home.datasets / "synthetic" / "same" / REPORT_JSON).read_text())
     assert stored["drifted"] is False and stored["reference"]["kind"] == "earlier"
@@ -68,31 +69,31 @@ def test_drift_against_earlier_clips_then_against_the_champions_data(prefect_har
     trained = train_flow(home=str(home.home), training=LENIENT, package=False)
     assert trained["promoted"]
 
-    # Louder, higher voices: loudness and pitch drift against the champion's training data (both batches).
-    _ingest(home, "loud", seed=3, shift=Shift(gain_db=10.0, pitch_semitones=7.0))
-    loud = batch_drift("synthetic", "loud", home)
-    assert loud.reference == {"kind": "champion", "dataset_version": trained["dataset_version"], "clips": 72,
-                              "note": f"the training data of the champion {trained['registered'][8:]}"}
-    assert {"loudness_dbfs", "pitch_median_hz"} <= set(loud.drifted_features), loud.markdown()
-    assert loud.predictions["test_clips"] > 0 and loud.predictions["test"] == "chi-square"
-    assert sum(loud.predictions["batch_shares"].values()) == pytest.approx(1.0, abs=1e-4)
-    # One modality moved: its features are listed, but they are under the default share (0.5) of all features.
-    assert 0.2 < loud.share_drifted < 0.5 and not loud.drifted
-    assert batch_drift("synthetic", "loud", home, share_threshold=0.2).drifted
+    # Louder, higher voices, through the ingest flow: the voice features drift against the champion's training
+    # data (both batches before), the batch drifts and the flow emits the event.
+    write_synthetic_batch(home.inbox / "loud", seed=3, **BATCH, shift=Shift(gain_db=10.0, pitch_semitones=7.0))
+    assert ingest_flow(home=str(home.home))[0]["status"] == "accepted"
+    loud = json.loads((home.datasets / "synthetic" / "loud" / REPORT_JSON).read_text())
+    assert loud["reference"] == {"kind": "champion", "dataset_version": trained["dataset_version"], "clips": 72,
+                                 "note": f"the training data of the champion {trained['registered'][8:]}"}
+    assert {"loudness_dbfs", "pitch_median_hz"} <= set(loud["drifted_features"]), loud
+    assert loud["drifted"] and "voice" in loud["drifted_groups"] and "face" not in loud["drifted_groups"], loud
+    assert loud["predictions"]["test_clips"] > 0 and loud["predictions"]["test"] == "chi-square"
+    assert sum(loud["predictions"]["batch_shares"].values()) == pytest.approx(1.0, abs=1e-4)
 
-    # Another studio (other camera, no face in view, another microphone): the ingest flow says it drifted.
-    write_synthetic_batch(home.inbox / "studio", seed=4, **{**BATCH, "size": 96, "fps": 20},
-                          shift=Shift(gain_db=10.0, pitch_semitones=7.0, faces=False))
-    (result,) = ingest_flow(home=str(home.home))
-    assert result["status"] == "accepted"
-    studio = json.loads((home.datasets / "synthetic" / "studio" / REPORT_JSON).read_text())
-    assert studio["drifted"] and studio["reference"]["kind"] == "champion", studio
-    assert {"face_share", "width", "fps", "loudness_dbfs"} <= set(studio["drifted_features"])
-    (event,) = _drifted_events("studio")
-    assert event["resource"]["prefect.resource.id"] == "affectflow.dataset.synthetic"
-    assert event["payload"]["drifted_features"] == studio["drifted_features"]
-    assert event["payload"]["report"].endswith("studio/drift.md")
-    assert not _drifted_events("loud", timeout=0)  # never run by the flow: no event
+    # The same generator without faces: the face group drifts, the voice does not.
+    write_synthetic_batch(home.inbox / "noface", seed=4, **BATCH, shift=Shift(faces=False))
+    assert ingest_flow(home=str(home.home))[0]["status"] == "accepted"
+    noface = json.loads((home.datasets / "synthetic" / "noface" / REPORT_JSON).read_text())
+    assert noface["drifted_groups"] == ["face"] and "face_share" in noface["drifted_features"], noface
+
+    for batch, report in (("loud", loud), ("noface", noface)):
+        (event,) = _drifted_events(batch)
+        assert event["resource"]["prefect.resource.id"] == "affectflow.dataset.synthetic"
+        assert event["payload"]["drifted_features"] == report["drifted_features"]
+        assert event["payload"]["drifted_groups"] == report["drifted_groups"]
+        assert event["payload"]["report"].endswith(f"{batch}/drift.md")
+    assert not _drifted_events("same", timeout=0)  # measured by hand, never by the flow: no event
 
     # The command: the batch the champion was trained on is compared with what came before it.
     # (not capsys: Prefect's log handler would keep its stream, closed after this test)

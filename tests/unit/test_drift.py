@@ -65,20 +65,38 @@ def _profiles(rng: np.random.Generator, n: int, loudness: float = -20.0) -> pd.D
     return frame
 
 
-def test_the_batch_drifts_by_the_share_of_drifted_features():
+def test_the_batch_drifts_when_most_features_of_one_group_do():
     rng = np.random.default_rng(1)
     features, skipped = compare(_profiles(rng, 60), _profiles(rng, 40, loudness=-10.0))
     assert skipped == ["face_share", "face_brightness", "face_sharpness"]
     assert [f.name for f in features if f.drifted] == ["loudness_dbfs"]
     report = DriftReport("corpus", "b2", {"kind": "earlier", "dataset_version": "v-1", "clips": 60, "note": "n"},
                          40, 0.05, 0.5, features, skipped)
-    assert report.share_drifted == pytest.approx(1 / len(features)) and not report.drifted
-    assert DriftReport(**{**report.__dict__, "threshold": 1 / len(features)}).drifted
+    assert report.group_shares["voice"] == pytest.approx(1 / 3) and "face" not in report.group_shares
+    assert not report.drifted and DriftReport(**{**report.__dict__, "threshold": 0.3}).drifted_groups == ["voice"]
     summary = json.loads(json.dumps(report.to_dict()))  # what drift.json holds: plain JSON, no NaN
     loudness = next(f for f in summary["features"] if f["name"] == "loudness_dbfs")
     assert loudness["drifted"] and loudness["batch_mean"] - loudness["reference_mean"] == pytest.approx(10, abs=1)
     assert summary["skipped"] == skipped and summary["drifted_features"] == ["loudness_dbfs"]
     assert "loudness_dbfs" in report.markdown() and "not drifted" in report.markdown()
+
+    louder_and_higher = _profiles(rng, 40, loudness=-10.0)
+    louder_and_higher["pitch_median_hz"] += 3.0
+    features, skipped = compare(_profiles(rng, 60), louder_and_higher)
+    report = DriftReport(**{**report.__dict__, "features": features})
+    assert report.drifted_groups == ["voice"] and report.to_dict()["drifted"]
+
+
+def test_new_speakers_are_no_drift_but_one_dominant_speaker_is():
+    rng = np.random.default_rng(2)
+    reference, batch = _profiles(rng, 60), _profiles(rng, 40)
+    reference["speaker"] = np.resize([f"r{i}" for i in range(6)], 60)
+    batch["speaker"] = np.resize([f"n{i}" for i in range(4)], 40)
+    balance = {f.name: f for f in compare(reference, batch)[0]}["speaker_balance"]
+    assert (balance.p_value, balance.drifted) == (1.0, False)
+    batch["speaker"] = ["n0"] * 31 + [f"n{i}" for i in range(1, 10)]
+    balance = {f.name: f for f in compare(reference, batch)[0]}["speaker_balance"]
+    assert balance.drifted and balance.batch > 2 * balance.reference
 
 
 def _manifest() -> pd.DataFrame:
