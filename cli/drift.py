@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     drift = sub.add_parser("drift", help="does an accepted batch look like the champion's training data? (report)")
     drift.add_argument("--dataset", required=True, help="curated dataset name")
     drift.add_argument("--batch", help="batch folder in the store (default: the newest accepted)")
-    drift.add_argument("--p-threshold", type=float, help="a feature drifts below this p-value (default 0.05)")
+    drift.add_argument("--p-threshold", type=float,
+                       help="family-wise p-value: a feature drifts below it divided by the features tested "
+                            "(Bonferroni; default 0.05)")
     drift.add_argument("--share-threshold", type=float,
                        help="the batch drifts when this share of the features of one group (voice, spectrum, "
                             "face, format, labels) does (default 0.5)")
