@@ -12,7 +12,7 @@ is next used, once older than ``TEMP_GRACE_S`` (a live write holds its temporary
 
 ``preprocess_clips`` (results) and ``preprocess_paths`` (JSON-ready lines and a summary, for the command line)
 compute missing records in this process, or in chunks (``preprocess_chunk``) wherever the caller's ``run`` sends
-them: ``tasks.preprocess`` maps them as Prefect tasks on a local process pool or a Dask cluster. Workers are
+them: ``tasks.preprocess`` maps them as Prefect tasks on local threads or a Dask cluster. Workers are
 given absolute paths, so the clips and the cache root must be at the same path on every machine.
 """
 

@@ -10,7 +10,8 @@ preprocess`` runs it, all in one run so that load from other work on the machine
 
 - ``direct``: ``affectflow.cache.preprocess_clips`` in this process, no Prefect (the baseline of the ratios);
 - ``local-1``: the default for one worker (chunks as Prefect tasks in this process);
-- ``local-2-process`` and ``local-2-thread``: Prefect's process-pool and thread-pool task runners, two workers;
+- ``local-2-thread`` and ``local-2-process``: Prefect's thread-pool task runner (the default for ``--workers 2``,
+  chosen by this measurement) and its process-pool one, two workers;
 - ``dask-2``: a Dask cluster the benchmark starts (``dask scheduler`` and two ``dask worker --nthreads 1``
   processes on loopback) through ``prefect-dask``'s ``DaskTaskRunner``.
 
@@ -94,7 +95,7 @@ class DaskCluster:
 
 def run_config(name: str, clips: list[Path], cache: Path, dask_address: str) -> float:
     """Wall seconds to fill an empty cache for ``clips``; every clip must succeed."""
-    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect.task_runners import ProcessPoolTaskRunner
 
     from affectflow.cache import preprocess_clips
     from affectflow.config import preprocessing
@@ -102,8 +103,8 @@ def run_config(name: str, clips: list[Path], cache: Path, dask_address: str) -> 
     from tasks.preprocess import run_on, task_runner
 
     cfg = preprocessing()
-    runner = {"local-1": lambda: task_runner(None, 1), "local-2-process": lambda: task_runner(None, 2),
-              "local-2-thread": lambda: ThreadPoolTaskRunner(max_workers=2),
+    runner = {"local-1": lambda: task_runner(None, 1), "local-2-thread": lambda: task_runner(None, 2),
+              "local-2-process": lambda: ProcessPoolTaskRunner(max_workers=2),
               "dask-2": lambda: task_runner(dask_address)}.get(name)
     started = time.perf_counter()
     if runner is None:

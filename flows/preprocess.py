@@ -16,7 +16,7 @@ from affectflow.storage import ADVICE, StorageError, storage_text
 from flows.naming import dataset_run_name
 from tasks.artifacts import artifact_key
 from tasks.policies import PREPROCESS_TIMEOUT_S
-from tasks.preprocess import _workers, on_task_runner, run_on, task_runner
+from tasks.preprocess import on_task_runner, run_on, task_runner
 
 
 def _progress(label: str, key: str):
@@ -82,6 +82,5 @@ def features_flow(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.D
 
 def feature_records(dataset: str, home: str, preprocess: PreprocessConfig, dask: str | None = None) -> pd.DataFrame:
     """``features_flow`` on Dask (``dask``: ``"local"``, a cluster of one process per core, or a scheduler
-    address) or, by default, on this machine with as many processes as the dataset's size is worth."""
-    workers = _workers(len(load_dataset(dataset, get_paths(home)))) if dask is None else os.cpu_count() or 1
-    return run_on(task_runner(dask, workers), features_flow, dataset, home, preprocess)
+    address) or, by default, on one thread per core of this machine."""
+    return run_on(task_runner(dask, os.cpu_count() or 1), features_flow, dataset, home, preprocess)

@@ -1,7 +1,8 @@
 """Preprocessing as Prefect work: clips in chunks, each chunk a task on the flow's task runner.
 
-Where chunks run is the flow's task runner (``task_runner``): this process for one worker, Prefect's process pool
-for several, or a Dask cluster through ``prefect-dask`` (a ``LocalCluster`` for ``dask="local"``, an existing one
+Where chunks run is the flow's task runner (``task_runner``): threads of this process (Prefect's thread pool:
+measured faster here than its process pool for 200 clips, 1.44x against 1.21x for two workers on two cores: a
+process pool pays its imports on every run; ``benchmarks/scaling.py``), or a Dask cluster through ``prefect-dask`` (a ``LocalCluster`` for ``dask="local"``, an existing one
 for ``dask="tcp://host:8786"``). A clip that fails is a failed result with its reason, never a failed flow; a
 chunk whose worker died is retried (Prefect task retries; Dask also reschedules it on a live worker), and only
 when every try failed do its clips fail, with that reason. Records are written atomically by whichever worker
@@ -11,7 +12,6 @@ computes them, so a killed worker leaves no partial record.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from prefect import Flow, task
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.states import Completed
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from affectflow.cache import Chunks, ClipResult, preprocess_chunk
 from affectflow.config import PreprocessConfig
@@ -31,18 +31,12 @@ CHUNK_CLIPS = 16
 CHUNKS_PER_WORKER = 4
 
 
-def _workers(clips: int) -> int:
-    """Local processes for a batch: a process pool costs ~3 s to start (imports, numba cache), worth it only for
-    larger batches."""
-    return max(1, min(os.cpu_count() or 1, clips // 100))
-
-
 def task_runner(dask: str | None = None, workers: int = 1) -> TaskRunner:
-    """Where preprocessing chunks run. ``dask``: None for this machine (``workers`` processes; one worker runs
-    in this process, with no pool to start), ``"local"`` for a Dask ``LocalCluster`` of ``workers``
-    single-threaded processes, or a scheduler address (``tcp://host:8786``) of a running cluster."""
+    """Where preprocessing chunks run. ``dask``: None for this machine (``workers`` threads of this process),
+    ``"local"`` for a Dask ``LocalCluster`` of ``workers`` single-threaded processes, or a scheduler address
+    (``tcp://host:8786``) of a running cluster."""
     if dask is None:
-        return ThreadPoolTaskRunner(max_workers=1) if workers <= 1 else ProcessPoolTaskRunner(max_workers=workers)
+        return ThreadPoolTaskRunner(max_workers=max(1, workers))
     from prefect_dask import DaskTaskRunner
 
     if dask == "local":

@@ -159,10 +159,10 @@ def test_a_killed_dask_worker_loses_no_clip_and_the_cache_equals_a_single_proces
     assert any("1 of" in r.state.message and "broken.mp4" in r.state.message for r in chunks)
 
 
-@pytest.mark.parametrize("where", ["dask", "2 local processes"])
+@pytest.mark.parametrize("where", ["dask", "2 local threads"])
 def test_cli_fills_the_same_cache_as_a_single_process(home: Paths, clips, reference, cluster, where: str) -> None:
     """``affectflow preprocess --dask tcp://...`` against a running cluster, and ``--workers 2`` (Prefect's
-    process pool)."""
+    thread pool)."""
     option = ["--dask", cluster.address] if where == "dask" else ["--workers", "2"]
     done = subprocess.run([sys.executable, "-m", "cli", "preprocess", *map(str, clips), *option],
                           env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=300)
