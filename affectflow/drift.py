@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -55,6 +54,7 @@ from affectflow.errors import UserError
 from affectflow.features import ClipFeatures, load_features
 from affectflow.ingest import _version, load_dataset
 from affectflow.media import decode_audio, read_audio, read_header
+from affectflow.storage import write_atomic
 from affectflow.tables import markdown_table
 
 P_THRESHOLD = 0.05
@@ -145,13 +145,6 @@ def _profile_file(paths: Paths, dataset: str, cfg: PreprocessConfig) -> Path:
     return paths.drift / dataset / f"profiles-v{PROFILE_VERSION}-{cfg.hash()}.parquet"
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
-
-
 def profiles(rows: pd.DataFrame, paths: Paths, dataset: str, cfg: PreprocessConfig) -> pd.DataFrame:
     """Profiles of ``rows`` (manifest rows with absolute ``path``), indexed by ``clip_hash``: cached ones read,
     the others computed (features from the cache, filled where missing) and added to the cache. A clip whose
@@ -168,7 +161,7 @@ def profiles(rows: pd.DataFrame, paths: Paths, dataset: str, cfg: PreprocessConf
             added = pd.DataFrame.from_dict(new, orient="index", columns=list(PROFILE_FEATURES)).astype("float64")
             added.index.name = "clip_hash"
             cached = pd.concat([cached.astype("float64"), added]) if len(cached) else added
-            _write_atomic(store, cached.to_parquet())
+            write_atomic(store, cached.to_parquet())
     return cached.loc[cached.index.intersection(rows["clip_hash"])]
 
 
@@ -465,8 +458,8 @@ class DriftReport:
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """``drift.json`` and ``drift.md`` in the batch's store folder (each replaced whole)."""
-        _write_atomic(folder / REPORT_JSON, json.dumps(self.to_dict(), indent=2).encode())
-        _write_atomic(folder / REPORT_MD, self.markdown().encode())
+        write_atomic(folder / REPORT_JSON, json.dumps(self.to_dict(), indent=2).encode())
+        write_atomic(folder / REPORT_MD, self.markdown().encode())
         return folder / REPORT_JSON, folder / REPORT_MD
 
 

@@ -57,6 +57,7 @@ from affectflow.cache import file_sha256
 from affectflow.config import DEFAULT_POLICY, POLICIES, IngestPolicy, Paths
 from affectflow.errors import UserError
 from affectflow.labels import LABELS_FILENAME
+from affectflow.storage import write_atomic
 from affectflow.validation import REPORT_MD, Failure, ValidationReport, read_labels, validate_batch
 
 JOURNAL = "ingest.json"
@@ -148,16 +149,6 @@ def free_name(parent: Path, name: str) -> Path:
     return candidate
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-
-
 def _number(value: object) -> float | None:
     """A validated label number (text in the CSV); empty cells and ``nan`` become None."""
     number = float(value) if isinstance(value, str) else math.nan
@@ -212,7 +203,7 @@ def _append(store: Path, manifest: pd.DataFrame, rows: list[dict]) -> pd.DataFra
         return manifest
     added = _typed(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)))
     frame = pd.concat([manifest, added], ignore_index=True) if len(manifest) else added
-    _write_atomic(store / MANIFEST, frame.to_parquet(index=False))
+    write_atomic(store / MANIFEST, frame.to_parquet(index=False))
     return frame
 
 
@@ -367,7 +358,7 @@ def _own_entry(root: Path, relative: object) -> Path | None:
 def _write_labels(path: Path, header: list[str], records: list[list[str]]) -> None:
     text = io.StringIO(newline="")
     csv.writer(text, lineterminator="\n").writerows([header, *records])
-    _write_atomic(path, text.getvalue().encode("utf-8"))
+    write_atomic(path, text.getvalue().encode("utf-8"))
 
 
 def _plan_split(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad: set[int],
@@ -377,7 +368,7 @@ def _plan_split(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame,
     plan = {"batch": batch_dir.name, "quarantine": quarantine.name, "accepted_to": str(accepted_to),
             "quarantined_rows": sorted(bad), "header": list(labels.columns),
             "records": labels.fillna("").to_numpy().tolist(), "report": report.to_dict()}
-    _write_atomic(batch_dir / SPLIT_PLAN, json.dumps(plan).encode())
+    write_atomic(batch_dir / SPLIT_PLAN, json.dumps(plan).encode())
     return plan
 
 
@@ -406,8 +397,8 @@ def _split(batch_dir: Path, plan: dict, paths: Paths) -> Path:
     quarantined = ValidationReport(**{**submitted, "failures": failures, "n_rows": len(bad)})
     quarantined.write(target, create=False)
     _add_section(target / REPORT_MD, accounting)
-    _write_atomic(target / PARTIAL, json.dumps(accounting, indent=2).encode())
-    _write_atomic(batch_dir / PARTIAL, json.dumps(accounting, indent=2).encode())
+    write_atomic(target / PARTIAL, json.dumps(accounting, indent=2).encode())
+    write_atomic(batch_dir / PARTIAL, json.dumps(accounting, indent=2).encode())
     _write_labels(batch_dir / LABELS_FILENAME, header, [records[row] for row in good])
     (batch_dir / SPLIT_PLAN).unlink()
     return target
@@ -468,7 +459,7 @@ def _accept(batch_dir: Path, report: ValidationReport, labels: pd.DataFrame, bad
         ingested_at = datetime.now(UTC).isoformat()
         journal = {"dataset": dataset, "source": batch_dir.name, "ingested_at": ingested_at,
                    "clips": [_journaled(clip) for clip in clips]}
-        _write_atomic(batch_dir / JOURNAL, json.dumps(journal, indent=2).encode())
+        write_atomic(batch_dir / JOURNAL, json.dumps(journal, indent=2).encode())
         os.rename(batch_dir, target)
         rows = _new_rows(target, journal["clips"], set(manifest["clip_hash"]), ingested_at)
         manifest = _append(store, manifest, rows)

@@ -9,6 +9,8 @@ of going on with what happened to fit. ``storage_cause`` finds the cause in an e
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 from affectflow.errors import UserError
 
@@ -47,3 +49,15 @@ def storage_cause(error: BaseException | None) -> str | None:
             return found
         error = error.__cause__ or error.__context__
     return None
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write ``target`` whole or not at all: readers see the old file or the new one, never half of one (a
+    temporary beside it, flushed to disk, then renamed over it). Its folder is made first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)

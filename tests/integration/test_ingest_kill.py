@@ -31,8 +31,8 @@ def die(*_):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if sys.argv[2] == "journal-written":      # the journal is in the inbox batch, the folder not yet moved
-    write = ingest._write_atomic
-    ingest._write_atomic = lambda target, data: (write(target, data), target.name == ingest.JOURNAL and die())
+    write = ingest.write_atomic
+    ingest.write_atomic = lambda target, data: (write(target, data), target.name == ingest.JOURNAL and die())
 elif sys.argv[2] == "moved-not-recorded":  # the folder is in the store, its clips not yet in the manifest
     append = ingest._append
     ingest._append = lambda store, manifest, rows: die() if rows else append(store, manifest, rows)
