@@ -144,14 +144,12 @@ def cmd_datasets_import(args: argparse.Namespace) -> None:
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from affectflow.faces import check_backend
-    from flows.preprocess import preprocess_flow
-    from tasks.preprocess import run_on, task_runner
+    from flows.preprocess import preprocessed
 
     cfg = preprocessing(args.face_backend, args.backbone)
     check_backend(cfg.face_backend)  # one line now, before a flow run starts
     failed = 0
-    for line in run_on(task_runner(args.dask, args.workers), preprocess_flow, args.paths, cfg,
-                       inspect_dir=args.inspect):
+    for line in preprocessed(args.paths, cfg, args.dask, args.workers, inspect_dir=args.inspect):
         failed += int(not line.get("summary") and not line["ok"])
         _emit(line)
     if failed:
@@ -510,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "failure quarantines the whole batch")
     ingest.set_defaults(func=cmd_ingest)
     drift_command.register(sub)
-    quarantine.register(sub)
+    quarantine.register(sub, ingest=cmd_ingest, prepare=prepare_flows)
 
     train = sub.add_parser("train", help="train on a curated dataset, register in MLflow, promote, package")
     train.add_argument("--dataset", required=True, help="curated dataset name (see the ingest output)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from affectflow.config import DEFAULT_POLICY, POLICIES, get_paths
 
@@ -56,14 +57,14 @@ def cmd_release(args: argparse.Namespace) -> None:
     if args.no_ingest:
         print(json.dumps({"released": str(target)}), flush=True)
         return
-    from cli.main import cmd_ingest, prepare_flows
-
-    prepare_flows(get_paths(args.home))
-    cmd_ingest(argparse.Namespace(home=args.home, inbox=None, policy=args.policy))
+    args.prepare(get_paths(args.home))
+    args.ingest(argparse.Namespace(home=args.home, inbox=None, policy=args.policy))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``quarantine`` and its actions to the command line."""
+def register(sub: argparse._SubParsersAction, ingest: Callable[[argparse.Namespace], None],
+             prepare: Callable[..., None]) -> None:
+    """Add ``quarantine`` and its actions to the command line; ``release`` then runs ``ingest`` (the ``ingest``
+    command, after ``prepare(paths)`` readies Prefect) unless told not to."""
     quarantine = sub.add_parser("quarantine", help="list, show and release quarantined batches",
                                 description=__doc__.split(":")[0] + ".", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,4 +79,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     release.add_argument("--no-ingest", action="store_true", help="only move it; the next ingest takes it")
     release.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
                          help=f"ingest policy for what is released (default {DEFAULT_POLICY})")
-    release.set_defaults(func=cmd_release)
+    release.set_defaults(func=cmd_release, ingest=ingest, prepare=prepare)

@@ -80,6 +80,13 @@ def features_flow(dataset: str, home: str, preprocess: PreprocessConfig) -> pd.D
     return frame[frame["record"].notna()].reset_index(drop=True)
 
 
+def preprocessed(paths: list[str], preprocess: PreprocessConfig, dask: str | None = None, workers: int = 1,
+                 inspect_dir: str | None = None) -> list[dict]:
+    """``preprocess_flow`` on Dask (``dask``: ``"local"`` or a scheduler address) or on ``workers`` threads here:
+    what ``affectflow preprocess`` prints."""
+    return run_on(task_runner(dask, workers), preprocess_flow, paths, preprocess, inspect_dir=inspect_dir)
+
+
 def feature_records(dataset: str, home: str, preprocess: PreprocessConfig, dask: str | None = None) -> pd.DataFrame:
     """``features_flow`` on Dask (``dask``: ``"local"``, a cluster of one process per core, or a scheduler
     address) or, by default, on one thread per core of this machine."""
