@@ -117,12 +117,14 @@ def run_config(name: str, clips: list[Path], cache: Path, dask_address: str) -> 
     return seconds
 
 
-def warm_up(clip: Path, scratch: Path, dask_address: str) -> None:
+def warm_up(clips: list[Path], scratch: Path, dask_address: str) -> None:
     """Paid once, not per configuration: Prefect's temporary API started, this process's imports and numba's
-    cached functions loaded, and the Dask workers' (a cluster is long-lived). A process pool's start-up is paid
-    by every run that uses one, as by every ``affectflow preprocess --workers N``."""
-    for name in ("direct", "local-1", "dask-2"):
-        run_config(name, [clip], scratch / name, dask_address)
+    cached functions loaded, and both Dask workers' (a cluster is long-lived; four one-clip chunks reach both).
+    A process pool's start-up is paid by every run that uses one, as by every ``affectflow preprocess
+    --workers N``."""
+    for name in ("direct", "local-1"):
+        run_config(name, clips[:1], scratch / name, dask_address)
+    run_config("dask-2", clips[:4], scratch / "dask-2", dask_address)
 
 
 def machine() -> dict:
@@ -182,7 +184,7 @@ def run(count: int, rounds: int, out: Path) -> dict:
             server = SubprocessASGIServer()  # one Prefect API for every configuration
             server.start()
             with temporary_settings({PREFECT_API_URL: server.api_url}):
-                warm_up(clips[0], folder / "warm-up", cluster.address)
+                warm_up(clips, folder / "warm-up", cluster.address)
                 for round_index in range(rounds):
                     for name in CONFIGS:
                         seconds = run_config(name, clips, folder / f"cache-{name}-{round_index}", cluster.address)

@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocessing_options(preprocess, "pre-trained video backbone (.keras file or SavedModel folder): cache its "
                                            "embeddings")
     preprocess.add_argument("--workers", type=int, default=1,
-                            help="threads on this machine (default 1; 2 on 2 cores: 1.44x the clips/s), or with --dask local the "
+                            help="threads on this machine (default 1; 2 on 2 cores: 1.48x the clips/s), or with --dask local the "
                                  "cluster's worker processes")
     preprocess.add_argument("--dask", metavar="ADDRESS",
                             help="compute on a Dask cluster: a scheduler address (tcp://host:8786, started with `dask "
