@@ -3,7 +3,8 @@
 Modality ``MM`` (01 full audio-video, 02 video only, 03 audio only), vocal channel ``VV`` (01 speech,
 02 song), emotion ``EE``, intensity ``II`` (01 normal, 02 strong), statement ``SS``, repetition
 ``RR``, actor ``AA`` (odd male, even female). One take exists in up to three modalities, so one
-modality is imported per batch.
+modality is imported per batch: by default (``auto``) full audio-video where the folder has it, else the
+only modality it holds (the speech-only distribution is audio, ``03``).
 """
 
 from __future__ import annotations
@@ -41,10 +42,21 @@ def _reason(relative: Path, wanted: str) -> str | None:
     return None
 
 
-def scan(source: Path, modality: str = "full-av") -> Scan:
+def _present(files: list[Path]) -> str:
+    """``auto``'s choice: full-av where any file is, else the one modality the files hold."""
+    codes = {match[1] for match in map(NAME.match, (f.name for f in files)) if match}
+    by_code = {code: name for name, code in MODALITIES.items()}
+    if MODALITIES["full-av"] in codes or len(codes) != 1 or next(iter(codes)) not in by_code:
+        return "full-av"
+    return by_code[next(iter(codes))]
+
+
+def scan(source: Path, modality: str = "auto") -> Scan:
     """One clip per file of the chosen modality; other modalities and stray files are reported."""
     result = Scan()
-    for relative in relative_files(source):
+    files = relative_files(source)
+    modality = _present(files) if modality == "auto" else modality
+    for relative in files:
         reason = _reason(relative, MODALITIES[modality])
         if reason is not None:
             result.skip(relative, reason)
@@ -62,6 +74,7 @@ ADAPTER = Adapter(
     name="ravdess",
     description="RAVDESS: MM-VV-EE-II-SS-RR-AA.mp4/.wav, 8 emotions, intensity normal/strong, speaker = actor",
     scan=scan,
-    options={"modality": Option("which recordings to import: full-av (01, default), video (02) or audio (03)",
-                                choices=tuple(MODALITIES))},
+    options={"modality": Option("which recordings to import: full-av (01), video (02) or audio (03); auto "
+                                "(default): full-av where present, else the only one the folder holds",
+                                choices=("auto", *MODALITIES))},
 )

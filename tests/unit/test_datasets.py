@@ -195,6 +195,16 @@ def test_ravdess_codes_modality_and_actor_folders(tmp_path: Path, clip, home: Pa
     accepted(home.inbox / "rav", home, 3)
 
 
+def test_ravdess_speech_only_folder_imports_its_audio_by_default(tmp_path: Path, clip, home: Paths) -> None:
+    source = tmp_path / "Audio_Speech_Actors_01-24"
+    clip(source, "Actor_03/03-01-04-02-01-01-03.wav", video=False)   # sadness, strong
+    clip(source, "Actor_04/03-01-01-01-02-01-04.wav", video=False)   # neutral
+    frame = import_dataset("ravdess", source, home.inbox / "rav")
+    assert sorted(zip(frame["speaker"], frame["emotion"], frame["modality"], frame["sex"])) == [
+        ("03", "sadness", "audio", "male"), ("04", "neutral", "audio", "female")]
+    assert skipped(frame) == {}
+
+
 def test_emodb_names_in_any_folder(tmp_path: Path, clip, home: Paths) -> None:
     source = tmp_path / "emodb"
     for relative in ("wav/03a01Wa.wav", "wav/08b02Lb.wav", "13a05Ec.wav"):
@@ -268,7 +278,7 @@ def test_media_are_copied_or_hard_linked_and_never_touched(tmp_path: Path, clip)
 @pytest.mark.parametrize("call, error", [
     (lambda s, o: import_dataset("timit", s, o), "unknown adapter 'timit'"),
     (lambda s, o: import_dataset("emodb", s, o, modality="audio"), "emodb has no option modality"),
-    (lambda s, o: import_dataset("ravdess", s, o, modality="3d"), "must be one of full-av, video, audio"),
+    (lambda s, o: import_dataset("ravdess", s, o, modality="3d"), "must be one of auto, full-av, video, audio"),
     (lambda s, o: import_dataset("csv", s, o, label_file="x.csv"), "needs a dataset name"),
     (lambda s, o: import_dataset("emodb", s, o, dataset="../up"), "dataset name '../up'"),
     (lambda s, o: import_dataset("emodb", s, s / "inside"), "must not contain each other"),
