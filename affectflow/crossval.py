@@ -1,6 +1,7 @@
 """Speaker-independent k-fold cross-validation: every speaker is tested once, by a model that never heard them.
 
-Folds come from ``splits.speaker_folds`` (whole speakers, stratified by emotion as far as they allow).
+Folds come from ``splits.speaker_folds`` (whole speakers, stratified by emotion as far as they allow, and
+by sex where every speaker's is known: RAVDESS's 4 folds hold 2 actresses and 2 actors each).
 In each fold, validation speakers are carved from the training side for early stopping (and, with
 ``config.refit``, the epoch count of the refit): the test fold never steers training. Reported: each
 fold's metrics, their mean and standard deviation, and the pooled metrics of all held-out predictions
@@ -13,10 +14,11 @@ a service that sees one clip of an unknown speaker gets.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from affectflow.config import TrainConfig
 from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
-from affectflow.splits import check_speaker_independence, speaker_folds
+from affectflow.splits import check_speaker_independence, speaker_folds, speaker_strata
 from affectflow.tables import markdown_table, write_report_csv
 from affectflow.training import Progress, ready_for, train
 
@@ -127,9 +129,11 @@ class CrossValidation:
 MIN_VAL_SPEAKERS = 3
 
 
-def val_speakers(speakers: Sequence[str], fraction: float, seed: int) -> list[str]:
+def val_speakers(speakers: Sequence[str], fraction: float, seed: int,
+                 strata: Mapping[str, str] | None = None) -> list[str]:
     """A seeded ``fraction`` of ``speakers``, at least ``MIN_VAL_SPEAKERS`` where that leaves as many to
-    train on (always at least one of each).
+    train on (always at least one of each); with ``strata`` (speaker -> e.g. sex) taken from each stratum
+    in turn, so early stopping listens to women and men alike.
 
     With few validation voices, early stopping (and the refit's epoch count) follows those voices. On
     EmoDB (6 speakers per training side, refit on) the 7-fold mean UAR over seeds 13-15 was 0.685 with
@@ -139,7 +143,12 @@ def val_speakers(speakers: Sequence[str], fraction: float, seed: int) -> list[st
     if len(unique) < 2:
         raise ValueError(f"carving validation speakers needs >= 2 training speakers, got {unique}")
     count = max(1, min(max(MIN_VAL_SPEAKERS, int(round(fraction * len(unique)))), len(unique) // 2))
-    return sorted(np.random.default_rng(seed).permutation(unique)[:count].tolist())
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(unique).tolist()
+    if strata:
+        queues = [[s for s in order if strata[s] == stratum] for stratum in rng.permutation(sorted(set(strata.values())))]
+        order = [s for turn in itertools.zip_longest(*queues) for s in turn if s is not None]
+    return sorted(order[:count])
 
 
 def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
@@ -156,9 +165,12 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
     frame = labelled_frame(frame, chosen)
     arrays = arrays if arrays is not None else load_arrays(frame, chosen)
     speakers = frame["speaker"].astype(str)
+    strata = speaker_strata(frame)
+    sex_of = None if strata is None else dict(zip(speakers, strata, strict=True))
     folds, held_out, unaligned = [], [], []
-    for index, (train_side, test) in enumerate(speaker_folds(speakers, frame["emotion"], k, config.seed), start=1):
-        validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index)
+    for index, (train_side, test) in enumerate(speaker_folds(speakers, frame["emotion"], k, config.seed, strata),
+                                               start=1):
+        validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index, sex_of)
         is_val = speakers.iloc[train_side].isin(validation).to_numpy()
         train_idx, val_idx = train_side[~is_val], train_side[is_val]
         side = pd.Series("train", index=speakers.index)

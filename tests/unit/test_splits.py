@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectflow.splits import SplitLeakError, check_speaker_independence, speaker_folds, speaker_split
+from affectflow.crossval import val_speakers
+from affectflow.splits import (
+    SplitLeakError,
+    check_speaker_independence,
+    speaker_folds,
+    speaker_split,
+    speaker_strata,
+)
 
 
 def speakers(n_speakers: int, per: int = 5) -> pd.Series:
@@ -65,3 +72,37 @@ def test_too_few_speakers_for_k_folds_is_a_clear_error():
     spk, emo = corpus(3)
     with pytest.raises(ValueError, match="need k >= 2 and >= k speakers, got 3"):
         speaker_folds(spk, emo, k=4, seed=0)
+
+
+def ravdess_like() -> pd.DataFrame:
+    """16 actors (odd male, even female), each acting 8 emotions; neutral half as often."""
+    rows = [(f"{a:02d}", "male" if a % 2 else "female", str(e))
+            for a in range(1, 17) for e in range(8) for _ in range(4 if e == 0 else 8)]
+    return pd.DataFrame(rows, columns=["speaker", "sex", "emotion"])
+
+
+@pytest.mark.parametrize("seed", [13, 14, 15, 1, 2])
+def test_folds_hold_the_sexes_in_proportion_whatever_the_seed(seed):
+    frame = ravdess_like()
+    folds = speaker_folds(frame["speaker"], frame["emotion"], k=4, seed=seed, strata=speaker_strata(frame))
+    for _, test in folds:
+        tested = frame.iloc[test].drop_duplicates("speaker")
+        assert sorted(tested["sex"]) == ["female", "female", "male", "male"]
+
+
+def test_strata_are_used_only_when_known_for_every_speaker_and_varied():
+    frame = ravdess_like()
+    assert speaker_strata(frame).equals(frame["sex"])
+    assert speaker_strata(frame.drop(columns="sex")) is None
+    assert speaker_strata(frame.assign(sex="female")) is None            # one stratum balances nothing
+    assert speaker_strata(frame.assign(sex=frame["sex"].where(frame.index > 0))) is None  # one unknown
+    two_sexes = frame.assign(sex=np.where(frame.index % 2, "male", "female"))  # a speaker recorded as both
+    assert speaker_strata(two_sexes) is None
+
+
+def test_validation_speakers_alternate_strata():
+    sex = {f"{a:02d}": "male" if a % 2 else "female" for a in range(1, 13)}
+    for seed in range(10):
+        chosen = val_speakers(list(sex), 0.2, seed, strata=sex)
+        assert len(chosen) == 3 and {sex[s] for s in chosen} == {"female", "male"}
+        assert chosen == val_speakers(list(sex), 0.2, seed, strata=sex)
