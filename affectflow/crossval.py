@@ -9,7 +9,8 @@ fold's metrics, their mean and standard deviation, and the pooled metrics of all
 
 With ``config.speaker_norm`` the test speakers' features are aligned with their own unlabelled audio
 (``affectflow.speakers``); the same models are also scored on unaligned test clips (``unaligned``), what
-a service that sees one clip of an unknown speaker gets.
+a service that sees one clip of an unknown speaker gets, and aligned with only 1, 5 or 20 clips of their
+speaker (``calibrated``): what the service's speaker calibration (``affectflow.voices``) has after as many.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
-from affectflow.arrays import Arrays, load_arrays
+from affectflow.arrays import Arrays, concatenate, load_arrays
 from affectflow.config import TrainConfig
 from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
+from affectflow.speakers import aligned_for
 from affectflow.splits import check_speaker_independence, speaker_folds, speaker_strata
 from affectflow.tables import markdown_table, write_report_csv
 from affectflow.training import Progress, ready_for, train
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 FOLD = "fold"
 # Metrics summarised across folds (when the model has them), besides per-class recall.
 SUMMARY_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean", "mae_mean")
+# Clips of a speaker the calibration has seen, for the service-view curve (1: the clip alone).
+CALIBRATION_CLIPS: tuple[int, ...] = (1, 5, 20)
 
 
 @dataclass
@@ -61,11 +66,21 @@ class CrossValidation:
     predictions: pd.DataFrame    # one row per clip: labels, held-out prediction, fold
     unaligned: pd.DataFrame | None = None  # the same models on test clips without speaker alignment
     seconds: float = 0.0
+    # clips of their speaker the alignment used -> the same models' predictions (CALIBRATION_CLIPS)
+    calibrated: dict[int, pd.DataFrame] = field(default_factory=dict)
 
     def pooled(self, unaligned: bool = False) -> dict[str, float]:
         """Metrics over every clip's held-out prediction (one confusion matrix for all folds)."""
         predictions = self.unaligned if unaligned else self.predictions
         return score_predictions(predictions, self.classes)[0]
+
+    def calibration_curve(self) -> dict[str, float]:
+        """Pooled UAR by how much of its speaker the alignment knew: ``unaligned``, ``1``, ``5``, ``20``
+        clips, ``all`` (the aligned evaluation)."""
+        curve = {"unaligned": self.pooled(unaligned=True).get("uar", float("nan"))} if self.unaligned is not None else {}
+        curve |= {str(n): score_predictions(p, self.classes)[0].get("uar", float("nan"))
+                  for n, p in sorted(self.calibrated.items())}
+        return curve | {"all": self.pooled().get("uar", float("nan"))}
 
     def confusion(self) -> np.ndarray | None:
         return score_predictions(self.predictions, self.classes)[1]
@@ -90,6 +105,7 @@ class CrossValidation:
         pooled = {f"{prefix}pooled_{k}": v for k, v in self.pooled().items() if np.isfinite(v)}
         if self.unaligned is not None:
             pooled[f"{prefix}pooled_unaligned_uar"] = self.pooled(unaligned=True).get("uar", float("nan"))
+        pooled |= {f"{prefix}pooled_uar_calibrated_{n}": self.calibration_curve()[str(n)] for n in self.calibrated}
         return {**result, **pooled}
 
     def to_dict(self) -> dict:
@@ -99,6 +115,8 @@ class CrossValidation:
                   "folds": [vars(f) for f in self.folds]}
         if self.unaligned is not None:
             result["pooled_unaligned"] = self.pooled(unaligned=True)
+        if self.calibrated:
+            result["calibration_curve"] = self.calibration_curve()
         return result
 
     def markdown(self, title: str = "Speaker-independent cross-validation") -> str:
@@ -118,6 +136,11 @@ class CrossValidation:
             unaligned = self.pooled(unaligned=True)
             lines += ["", f"Test clips without speaker alignment (one clip of an unknown speaker): pooled UAR "
                       f"{unaligned.get('uar', float('nan')):.3f}, WAR {unaligned.get('war', float('nan')):.3f}."]
+        if self.calibrated:
+            curve = self.calibration_curve()
+            lines += ["", "Pooled UAR by the clips of its speaker the alignment knew (the service's speaker "
+                      "calibration after so many clips):", "",
+                      markdown_table([{"clips": k, "UAR": v} for k, v in curve.items()], ["clips", "UAR"])]
         lines += ["", groups_markdown(self.groups(), "Pooled held-out predictions by speaker and group")]
         return "\n".join(lines)
 
@@ -167,7 +190,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
     speakers = frame["speaker"].astype(str)
     strata = speaker_strata(frame)
     sex_of = None if strata is None else dict(zip(speakers, strata, strict=True))
-    folds, held_out, unaligned = [], [], []
+    folds, held_out, unaligned, calibrated = [], [], [], {}
     for index, (train_side, test) in enumerate(speaker_folds(speakers, frame["emotion"], k, config.seed, strata),
                                                start=1):
         validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index, sex_of)
@@ -189,6 +212,9 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
         if ready is not test_arrays:
             raw = prediction_frame(frame.iloc[test], predict_arrays(result.model, test_arrays), chosen)
             unaligned.append(raw.assign(**{FOLD: index}))
+            for n, view in calibrated_views(result.model, test_arrays, CALIBRATION_CLIPS, fold_config.seed).items():
+                calibrated.setdefault(n, []).append(
+                    prediction_frame(frame.iloc[test], predict_arrays(result.model, view), chosen).assign(**{FOLD: index}))
         metrics = score_predictions(predictions, chosen)[0]
         folds.append(Fold(index, test_speakers, validation, len(train_idx), len(val_idx), len(test),
                           result.best_epoch, metrics))
@@ -196,7 +222,24 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                  f"WAR {metrics.get('war', float('nan')):.3f} (best epoch {result.best_epoch})")
     return CrossValidation(chosen, config, folds, pd.concat(held_out, ignore_index=True),
                            pd.concat(unaligned, ignore_index=True) if unaligned else None,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started,
+                           {n: pd.concat(parts, ignore_index=True) for n, parts in calibrated.items()})
+
+
+def calibrated_views(model: keras.Model, arrays: Arrays, sizes: Sequence[int], seed: int) -> dict[int, Arrays]:
+    """For each ``n`` in ``sizes``: every clip of ``arrays`` aligned with the statistics of ``n`` clips of its
+    speaker (itself and ``n - 1`` others drawn at random; all of them where the speaker has fewer), what
+    speaker calibration knows after ``n`` clips of a new voice. Needs ``arrays.speakers``."""
+    rng = np.random.default_rng(seed)
+    views = {}
+    for n in sizes:
+        clips = []
+        for i, speaker in enumerate(arrays.speakers):
+            same = np.flatnonzero(arrays.speakers == speaker)
+            group = np.concatenate([[i], rng.permutation(same[same != i])[:n - 1]])
+            clips.append(aligned_for(model, arrays.subset(group)).subset(np.array([0])))
+        views[n] = concatenate(clips)
+    return views
 
 
 def write_report(cv: CrossValidation, folder: Path) -> dict[str, Path]:

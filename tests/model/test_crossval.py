@@ -74,6 +74,21 @@ def test_speaker_normalised_runs_also_score_unaligned_clips(result):
     plain = cross_validate(frame, replace(CONFIG, speaker_norm=False, epochs=2), k=3, arrays=arrays,
                            progress=lambda _: None)
     assert plain.unaligned is None and "pooled_unaligned" not in plain.to_dict()
+    assert plain.calibrated == {} and "calibration_curve" not in plain.to_dict()
+
+
+def test_calibration_curve_scores_the_same_clips_aligned_with_1_5_and_20_clips_of_their_speaker(result):
+    assert sorted(result.calibrated) == [1, 5, 20]
+    for view in result.calibrated.values():
+        assert sorted(view["record"]) == sorted(result.predictions["record"])
+    curve = result.calibration_curve()
+    assert list(curve) == ["unaligned", "1", "5", "20", "all"]
+    # a speaker has 12 clips: calibration after 20 knows all of them, exactly the aligned evaluation
+    by_record = result.predictions.set_index("record")["predicted"]
+    assert (result.calibrated[20].set_index("record")["predicted"] == by_record.loc[
+        result.calibrated[20]["record"]]).all()
+    assert curve["20"] == curve["all"]
+    assert curve["5"] > curve["unaligned"]  # five clips of a voice already take most of its offset away
 
 
 def test_report_files_are_written_and_json_ready(result, tmp_path):
@@ -88,7 +103,8 @@ def test_report_files_are_written_and_json_ready(result, tmp_path):
     assert paths["confusion"].stat().st_size > 0
     flat = result.flat_metrics()
     assert flat["cv_uar_mean"] == pytest.approx(result.summary()["uar"]["mean"])
-    assert {"cv_uar_std", "cv_pooled_uar", "cv_pooled_unaligned_uar"} <= set(flat)
+    assert {"cv_uar_std", "cv_pooled_uar", "cv_pooled_unaligned_uar", "cv_pooled_uar_calibrated_5"} <= set(flat)
+    assert loaded["calibration_curve"]["all"] == pytest.approx(result.pooled()["uar"])
     assert all(isinstance(v, float) for v in flat.values())
 
 
