@@ -11,6 +11,11 @@ With ``config.speaker_norm`` the test speakers' features are aligned with their 
 (``affectflow.speakers``); the same models are also scored on unaligned test clips (``unaligned``), what
 a service that sees one clip of an unknown speaker gets, and aligned with only 1, 5 or 20 clips of their
 speaker (``calibrated``): what the service's speaker calibration (``affectflow.voices``) has after as many.
+
+Nested selection (``candidates``): in each fold every candidate configuration is fitted on the training
+speakers and scored on the fold's validation speakers; the best one there (UAR, or mean CCC for a
+regression-only model) is refitted and tested. The test speakers never choose: the reported numbers
+estimate the whole procedure, selection included.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import itertools
 import json
 import logging
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,14 +34,14 @@ import numpy as np
 import pandas as pd
 
 from affectflow.arrays import Arrays, concatenate, load_arrays
-from affectflow.config import TrainConfig
-from affectflow.evaluation import predict_arrays, prediction_frame, score_predictions
+from affectflow.config import ConfigError, TrainConfig
+from affectflow.evaluation import evaluate, predict_arrays, prediction_frame, score_predictions
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
 from affectflow.speakers import aligned_for
 from affectflow.splits import check_speaker_independence, speaker_folds, speaker_strata
 from affectflow.tables import markdown_table, write_report_csv
-from affectflow.training import Progress, ready_for, train
+from affectflow.training import Progress, TrainingResult, ready_for, refit, train
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,44 @@ class Fold:
     n_test: int
     best_epoch: int
     metrics: dict[str, float]
+    selected: str = ""                      # nested selection: the candidate the validation speakers chose
+    val_scores: dict[str, float] = field(default_factory=dict)   # each candidate's score on them
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration nested selection may choose: ``name`` says how it differs from the base."""
+
+    name: str
+    config: TrainConfig
+
+
+def candidate_grid(base: TrainConfig, spec: str) -> list[Candidate]:
+    """Every combination of ``spec``'s values applied to ``base``: ``"dropout=0.3,0.5 hidden_units=64,128"``
+    (space-separated settings, comma-separated values, ``TrainConfig`` names and types; a ``ConfigError``
+    names a bad one)."""
+    grid = {}
+    for item in spec.split():
+        name, _, values = item.partition("=")
+        if not values:
+            raise ConfigError(f"--select takes NAME=V1,V2 settings, got {item!r}")
+        grid[name] = [_value(text) for text in values.split(",")]
+    if not grid:
+        raise ConfigError("--select names no setting")
+    result = []
+    for combination in itertools.product(*grid.values()):
+        changes = dict(zip(grid, combination, strict=True))
+        config = TrainConfig.from_mapping({**base.to_dict(), **changes})
+        result.append(Candidate(" ".join(f"{k}={v}" for k, v in changes.items()), config))
+    return result
+
+
+def _value(text: str) -> object:
+    """A setting's value as TOML reads it (``0.3``, ``64``, ``true``), else the text itself (a name)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 @dataclass
@@ -141,6 +185,12 @@ class CrossValidation:
             lines += ["", "Pooled UAR by the clips of its speaker the alignment knew (the service's speaker "
                       "calibration after so many clips):", "",
                       markdown_table([{"clips": k, "UAR": v} for k, v in curve.items()], ["clips", "UAR"])]
+        if any(f.selected for f in self.folds):
+            names = list(self.folds[0].val_scores)
+            rows = [{"fold": f.index, "chosen": f.selected, **f.val_scores} for f in self.folds]
+            lines += ["", f"Nested selection: each fold's candidates scored on its validation speakers "
+                      f"({SELECTION_NOTE}); the chosen one was refitted and tested.", "",
+                      markdown_table(rows, ["fold", "chosen", *names])]
         lines += ["", groups_markdown(self.groups(), "Pooled held-out predictions by speaker and group")]
         return "\n".join(lines)
 
@@ -175,13 +225,15 @@ def val_speakers(speakers: Sequence[str], fraction: float, seed: int,
 
 
 def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
-                   progress: Progress = log.info, arrays: Arrays | None = None, backbone: str = "") -> CrossValidation:
+                   progress: Progress = log.info, arrays: Arrays | None = None, backbone: str = "",
+                   candidates: Sequence[Candidate] = ()) -> CrossValidation:
     """Train and test ``k`` times, each speaker in exactly one test fold.
 
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence;
     ``arrays`` (already loaded for ``labelled_frame(frame, classes)``, in that order) skips reading
     the cache again. Seeds: the folds use ``config.seed``; fold ``i`` trains with ``config.seed + i``.
-    ``backbone``: the path ``config.finetune_backbone`` trains (``training.train``).
+    ``backbone``: the path ``config.finetune_backbone`` trains (``training.train``). ``candidates``: nested
+    selection among these configurations in every fold (``config`` then only sets the folds' seed and refit).
     """
     started = time.perf_counter()
     chosen = choose_classes(frame["emotion"], classes)
@@ -203,8 +255,14 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
         progress(f"fold {index}/{k}: test speakers {', '.join(test_speakers)}; validation speakers "
                  f"{', '.join(validation)}; training on {len(train_idx)} clips")
         fold_config = replace(config, seed=config.seed + index)
-        result = train(arrays.subset(train_idx), arrays.subset(val_idx), chosen, fold_config,
-                       progress=lambda _: None, backbone=backbone)
+        selected, val_scores = "", {}
+        if candidates:
+            result, fold_config, selected, val_scores = _select(candidates, arrays.subset(train_idx),
+                                                                arrays.subset(val_idx), chosen, fold_config, backbone)
+            progress(f"fold {index}/{k}: validation speakers chose {selected} ({_scores_text(val_scores)})")
+        else:
+            result = train(arrays.subset(train_idx), arrays.subset(val_idx), chosen, fold_config,
+                           progress=lambda _: None, backbone=backbone)
         test_arrays = arrays.subset(test)
         ready = ready_for(result.model, test_arrays, fold_config)
         predictions = prediction_frame(frame.iloc[test], predict_arrays(result.model, ready), chosen)
@@ -217,13 +275,42 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                     prediction_frame(frame.iloc[test], predict_arrays(result.model, view), chosen).assign(**{FOLD: index}))
         metrics = score_predictions(predictions, chosen)[0]
         folds.append(Fold(index, test_speakers, validation, len(train_idx), len(val_idx), len(test),
-                          result.best_epoch, metrics))
+                          result.best_epoch, metrics, selected, val_scores))
         progress(f"fold {index}/{k}: UAR {metrics.get('uar', float('nan')):.3f}, "
                  f"WAR {metrics.get('war', float('nan')):.3f} (best epoch {result.best_epoch})")
     return CrossValidation(chosen, config, folds, pd.concat(held_out, ignore_index=True),
                            pd.concat(unaligned, ignore_index=True) if unaligned else None,
                            time.perf_counter() - started,
                            {n: pd.concat(parts, ignore_index=True) for n, parts in calibrated.items()})
+
+
+SELECTION_NOTE = "UAR; mean CCC for a regression-only model"
+
+
+def _selection_score(metrics: Mapping[str, float]) -> float:
+    return float(metrics["uar"] if "uar" in metrics else metrics.get("ccc_mean", float("nan")))
+
+
+def _scores_text(scores: Mapping[str, float]) -> str:
+    return ", ".join(f"{name}: {value:.3f}" for name, value in scores.items())
+
+
+def _select(candidates: Sequence[Candidate], train_set: Arrays, val_set: Arrays, classes: Sequence[str],
+            fold_config: TrainConfig, backbone: str) -> tuple[TrainingResult, TrainConfig, str, dict[str, float]]:
+    """Fit every candidate on ``train_set``, score each on ``val_set`` (the fold's validation speakers) and
+    return the best one's result (refitted on both when ``fold_config.refit``), config, name and all scores."""
+    fitted, scores = {}, {}
+    for candidate in candidates:
+        config = replace(candidate.config, seed=fold_config.seed, refit=False)
+        result = train(train_set, val_set, classes, config, progress=lambda _: None, backbone=backbone)
+        scores[candidate.name] = _selection_score(evaluate(result.model, ready_for(result.model, val_set, config),
+                                                           classes)[0])
+        fitted[candidate.name] = (result, replace(config, refit=fold_config.refit))
+    best = max(scores, key=lambda name: np.nan_to_num(scores[name], nan=-np.inf))  # ties: the first listed
+    result, config = fitted[best]
+    if config.refit:
+        result = refit(result, train_set, val_set, classes, config, progress=lambda _: None, backbone=backbone)
+    return result, config, best, scores
 
 
 def calibrated_views(model: keras.Model, arrays: Arrays, sizes: Sequence[int], seed: int) -> dict[int, Arrays]:

@@ -171,13 +171,18 @@ def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: Tr
     train_ready, (val_ready,) = prepare(train_set, [val_set], config)
     model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress, backbone=backbone,
                           watchers=watchers)
-    best = best_epoch(history, config)
-    if not config.refit:
-        return TrainingResult(model, history, best)
-    progress(f"refitting on train + validation for {best} epochs")
+    selected = TrainingResult(model, history, best_epoch(history, config))
+    return refit(selected, train_set, val_set, classes, config, progress, backbone) if config.refit else selected
+
+
+def refit(selected: TrainingResult, train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
+          progress: Progress = log.info, backbone: str = "") -> TrainingResult:
+    """A fresh model fitted on train + val for ``selected``'s best epoch count, replaying its learning rates."""
+    progress(f"refitting on train + validation for {selected.best_epoch} epochs")
     everything, _ = prepare(concatenate([train_set, val_set]), [], config)
-    model, _ = _fit(everything, None, classes, config, best, progress, history.get("learning_rate", ()), backbone)
-    return TrainingResult(model, history, best, refit=True)
+    model, _ = _fit(everything, None, classes, config, selected.best_epoch, progress,
+                    selected.history.get("learning_rate", ()), backbone)
+    return TrainingResult(model, selected.history, selected.best_epoch, refit=True)
 
 
 def ready_for(model: keras.Model, arrays: Arrays, config: TrainConfig) -> Arrays:

@@ -9,7 +9,7 @@ import pytest
 
 from affectflow.arrays import Arrays
 from affectflow.config import TrainConfig
-from affectflow.crossval import FOLD, cross_validate, val_speakers, write_report
+from affectflow.crossval import FOLD, Candidate, cross_validate, val_speakers, write_report
 
 CLASSES = ("anger", "happiness", "sadness")
 STEPS, N_MFCC = 12, 40
@@ -119,3 +119,15 @@ def test_validation_speakers_come_from_the_training_side_and_leave_some_to_train
     assert len(val_speakers(["a", "b"], 0.9, seed=0)) == 1
     with pytest.raises(ValueError, match=">= 2"):
         val_speakers(["a", "a"], 0.2, seed=0)
+
+
+def test_nested_selection_is_made_by_the_validation_speakers_and_reported():
+    frame, arrays = toy_corpus()
+    starved = Candidate("learning_rate=1e-06", replace(CONFIG, learning_rate=1e-6, epochs=2, min_epochs=0))
+    sound = Candidate("learning_rate=0.002", CONFIG)
+    cv = cross_validate(frame, CONFIG, k=2, arrays=arrays, progress=lambda _: None, candidates=[starved, sound])
+    for fold in cv.folds:  # one validation speaker of 12 clips: either may win, but only by its score there
+        assert list(fold.val_scores) == [starved.name, sound.name]
+        assert fold.selected == max(fold.val_scores, key=fold.val_scores.get)
+        assert 0 <= fold.val_scores[starved.name] <= 1 and fold.metrics["uar"] > 0.5
+    assert "Nested selection" in cv.markdown() and cv.to_dict()["folds"][0]["selected"] == cv.folds[0].selected
