@@ -1,14 +1,16 @@
 """The README's result tables, measured: ``make results`` runs this and the README quotes its output.
 
-    python benchmarks/results.py [--seeds 13,14,15] [--skip-demo] [--skip-emodb] [--no-readme]
+    python benchmarks/results.py [--seeds 13,14,15] [--skip-demo] [--skip-emodb] [--skip-ravdess] [--no-readme]
 
 Runs, each in a fresh temporary home and through the ``affectflow`` command as a user would:
 
 - ``affectflow demo`` (the built-in synthetic corpus: dataset version, test metrics, modality ablation);
 - ``affectflow train --dataset emodb --cv 7`` for each seed (``../shared/data/emodb``: mean ± std over folds,
-  pooled metrics, per-class recall, unaligned single clips, metrics by sex), and one plain
-  ``affectflow train --dataset emodb`` (the ``train-emodb`` deployment's run: one speaker-independent
-  test split) to show beside the cross-validation estimate.
+  pooled metrics, per-class recall, metrics by sex, and the service's view: unaligned single clips and clips
+  aligned with 1, 5 and 20 clips of their speaker), and one plain ``affectflow train --dataset emodb`` (the
+  ``train-emodb`` deployment's run: one speaker-independent test split) to show beside the CV estimate;
+- the same for RAVDESS speech (``../shared/data/ravdess-speech``, ``--cv 4``: 16 actors, 4 actor-disjoint folds
+  of 2 actresses and 2 actors).
 
 Writes ``benchmarks/results/results.json`` (with the commit and machine it came from) and
 ``results.md``, and rewrites the README's blocks between ``<!-- results:NAME -->`` and
@@ -28,12 +30,26 @@ import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "results.json"
 README = ROOT / "README.md"
-EMODB = ROOT.parent / "shared" / "data" / "emodb"
+DATA = ROOT.parent / "shared" / "data"
 SEEDS = (13, 14, 15)
+
+
+class Corpus(NamedTuple):
+    name: str          # adapter and dataset name
+    title: str
+    source: Path
+    k: int             # folds
+    folds: str         # how the folds are made, for the table
+    chance: str        # UAR by chance, as written
+
+
+CORPORA = {"emodb": Corpus("emodb", "EmoDB", DATA / "emodb", 7, "7 folds of 1", "0.14"),
+           "ravdess": Corpus("ravdess", "RAVDESS speech", DATA / "ravdess-speech", 4, "4 folds of 2 + 2", "0.125")}
 
 
 def affectflow(home: Path, *args: str, timeout: int = 3600) -> dict:
@@ -72,21 +88,22 @@ def run_demo() -> dict:
             "test_speakers": summary["test_speakers"], "metrics": summary["metrics"], "ablation": ablation}
 
 
-def run_emodb(seeds: list[int]) -> dict:
+def run_corpus(corpus: Corpus, seeds: list[int]) -> dict:
     with tempfile.TemporaryDirectory(prefix="affectflow-results-") as home:
         home = Path(home)
-        affectflow(home, "datasets", "import", "emodb", str(EMODB), "--out", str(home / "inbox" / "emodb"), "--link")
+        affectflow(home, "datasets", "import", corpus.name, str(corpus.source), "--out",
+                   str(home / "inbox" / corpus.name), "--link")
         affectflow(home, "ingest")
         folds = {}
         for seed in seeds:
-            result = affectflow(home, "train", "--dataset", "emodb", "--cv", "7", "--seed", str(seed))
+            result = affectflow(home, "train", "--dataset", corpus.name, "--cv", str(corpus.k), "--seed", str(seed))
             report = json.loads(Path(result["report"], "crossval.json").read_text())
             groups = {f"{row['group']}={row['value']}": row["uar"]
                       for row in _csv_rows(Path(result["report"], "groups.csv")) if row["group"] == "sex"}
             folds[str(seed)] = {"summary": report["summary"], "pooled": report["pooled"],
                                 "pooled_unaligned": report.get("pooled_unaligned", {}), "by_sex": groups,
-                                "seconds": report["seconds"]}
-        single = affectflow(home, "train", "--dataset", "emodb")
+                                "calibration_curve": report.get("calibration_curve", {}), "seconds": report["seconds"]}
+        single = affectflow(home, "train", "--dataset", corpus.name)
     return {"cv": folds, "single": {"metrics": single["metrics"], "test_speakers": single["test_speakers"],
                                     "seed": 13}}
 
@@ -118,35 +135,44 @@ def demo_block(demo: dict, stamp: str) -> str:
     ])
 
 
-def emodb_block(emodb: dict, stamp: str) -> str:
-    lines = [f"EmoDB ({stamp}):", "",
+def corpus_block(corpus: Corpus, measured: dict, stamp: str) -> str:
+    lines = [f"{corpus.title} ({stamp}):", "",
              "| run | test speakers | UAR (mean ± std over folds) | pooled UAR | WAR (mean) | CCC arousal / valence "
              "(pooled) | unaligned single clips (pooled UAR) |",
              "|---|---|---|---|---|---|---|"]
     means, pooled = [], []
-    for seed, cv in emodb["cv"].items():
+    for seed, cv in measured["cv"].items():
         s, p = cv["summary"], cv["pooled"]
         means.append(s["uar"]["mean"])
         pooled.append(p["uar"])
-        lines.append(f"| `--cv 7 --seed {seed}` | 7 folds of 1 | {s['uar']['mean']:.3f} ± {s['uar']['std']:.3f} | "
-                     f"{p['uar']:.3f} | {s['war']['mean']:.3f} | {_f(p.get('ccc_arousal'))} / "
+        lines.append(f"| `--cv {corpus.k} --seed {seed}` | {corpus.folds} | {s['uar']['mean']:.3f} ± "
+                     f"{s['uar']['std']:.3f} | {p['uar']:.3f} | {s['war']['mean']:.3f} | {_f(p.get('ccc_arousal'))} / "
                      f"{_f(p.get('ccc_valence'))} | {_f(cv['pooled_unaligned'].get('uar'))} |")
     if len(means) > 1:
         lines.append(f"| **mean of the {len(means)} seeds** | | **{sum(means) / len(means):.3f}** | "
                      f"**{sum(pooled) / len(pooled):.3f}** | | | |")
-    single = emodb["single"]
+    single = measured["single"]
     m = single["metrics"]
-    lines.append(f"| `train --dataset emodb` (one split, seed {single['seed']}) | {single['test_speakers']} | "
+    lines.append(f"| `train --dataset {corpus.name}` (one split, seed {single['seed']}) | {single['test_speakers']} | "
                  f"{m['uar']:.3f} (one split) | | {m['war']:.3f} | {_f(m.get('ccc_arousal'))} / "
                  f"{_f(m.get('ccc_valence'))} | |")
-    first = next(iter(emodb["cv"].values()))
+    first = next(iter(measured["cv"].values()))
     recall = sorted(((k.removeprefix("recall_"), v["mean"]) for k, v in first["summary"].items()
                      if k.startswith("recall_")), key=lambda kv: -kv[1])
-    seed = next(iter(emodb["cv"]))
+    seed = next(iter(measured["cv"]))
     lines += ["", f"Per-class recall, seed {seed}, mean over folds: "
               + ", ".join(f"{name} {value:.2f}" for name, value in recall)
               + "; by sex (pooled UAR): " + ", ".join(f"{k.split('=')[1]} {v:.2f}" for k, v in first["by_sex"].items())
-              + ". Chance is 0.14."]
+              + f". Chance is {corpus.chance}."]
+    curves = {seed: cv["calibration_curve"] for seed, cv in measured["cv"].items() if cv.get("calibration_curve")}
+    if curves:
+        points = list(next(iter(curves.values())))
+        lines += ["", "The service's view (pooled UAR of the same fold models): a single clip of an unknown speaker "
+                  "(unaligned), then aligned with the statistics of 1, 5 and 20 clips of its speaker (speaker "
+                  "calibration after so many requests), and with all of them (the evaluation above):", "",
+                  "| seed | " + " | ".join(points) + " |", "|---" * (len(points) + 1) + "|"]
+        lines += [f"| {seed} | " + " | ".join(_f(curve.get(point)) for point in points) + " |"
+                  for seed, curve in curves.items()]
     return "\n".join(lines)
 
 
@@ -165,8 +191,9 @@ def render(results: dict) -> dict[str, str]:
     blocks = {}
     if "demo" in results:
         blocks["demo"] = demo_block(results["demo"], _stamp(results["demo"]))
-    if "emodb" in results:
-        blocks["emodb"] = emodb_block(results["emodb"], _stamp(results["emodb"]))
+    for name, corpus in CORPORA.items():
+        if name in results:
+            blocks[name] = corpus_block(corpus, results[name], _stamp(results[name]))
     return blocks
 
 
@@ -187,15 +214,18 @@ def update_readme(blocks: dict[str, str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="EmoDB cross-validation seeds")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="cross-validation seeds")
     parser.add_argument("--skip-demo", action="store_true")
-    parser.add_argument("--skip-emodb", action="store_true")
+    for name in CORPORA:
+        parser.add_argument(f"--skip-{name}", action="store_true")
     parser.add_argument("--no-readme", action="store_true", help="write the results files only")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
     sections = {"demo": (args.skip_demo, run_demo),
-                "emodb": (args.skip_emodb, lambda: run_emodb([int(s) for s in args.seeds.split(",")]))}
+                **{name: (getattr(args, f"skip_{name}"), lambda c=corpus: run_corpus(c, seeds))
+                   for name, corpus in CORPORA.items()}}
     for name, (skip, run) in sections.items():
         if not skip:  # each section is saved as soon as it is measured
             results[name] = {**run(), "provenance": provenance()}
