@@ -16,6 +16,10 @@ Nested selection (``candidates``): in each fold every candidate configuration is
 speakers and scored on the fold's validation speakers; the best one there (UAR, or mean CCC for a
 regression-only model) is refitted and tested. The test speakers never choose: the reported numbers
 estimate the whole procedure, selection included.
+
+Mixed corpora (``extra``): clips of other corpora join every fold's training side and are never tested.
+With the same seed, classes and test corpus the folds and validation speakers are those of the run without
+them, so the two runs compare fold by fold whether another corpus's speakers help.
 """
 
 from __future__ import annotations
@@ -226,7 +230,7 @@ def val_speakers(speakers: Sequence[str], fraction: float, seed: int,
 
 def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
                    progress: Progress = log.info, arrays: Arrays | None = None, backbone: str = "",
-                   candidates: Sequence[Candidate] = ()) -> CrossValidation:
+                   candidates: Sequence[Candidate] = (), extra: Arrays | None = None) -> CrossValidation:
     """Train and test ``k`` times, each speaker in exactly one test fold.
 
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence;
@@ -234,6 +238,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
     the cache again. Seeds: the folds use ``config.seed``; fold ``i`` trains with ``config.seed + i``.
     ``backbone``: the path ``config.finetune_backbone`` trains (``training.train``). ``candidates``: nested
     selection among these configurations in every fold (``config`` then only sets the folds' seed and refit).
+    ``extra``: more training clips (``extra_training``), added to every fold's training speakers.
     """
     started = time.perf_counter()
     chosen = choose_classes(frame["emotion"], classes)
@@ -248,21 +253,22 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
         validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index, sex_of)
         is_val = speakers.iloc[train_side].isin(validation).to_numpy()
         train_idx, val_idx = train_side[~is_val], train_side[is_val]
+        training = arrays.subset(train_idx) if extra is None else concatenate([arrays.subset(train_idx), extra])
         side = pd.Series("train", index=speakers.index)
         side.iloc[val_idx], side.iloc[test] = "val", "test"
         check_speaker_independence(speakers, side)
         test_speakers = sorted(speakers.iloc[test].unique())
         progress(f"fold {index}/{k}: test speakers {', '.join(test_speakers)}; validation speakers "
-                 f"{', '.join(validation)}; training on {len(train_idx)} clips")
+                 f"{', '.join(validation)}; training on {len(training)} clips")
         fold_config = replace(config, seed=config.seed + index)
         selected, val_scores = "", {}
         if candidates:
-            result, fold_config, selected, val_scores = _select(candidates, arrays.subset(train_idx),
-                                                                arrays.subset(val_idx), chosen, fold_config, backbone)
+            result, fold_config, selected, val_scores = _select(candidates, training, arrays.subset(val_idx), chosen,
+                                                                fold_config, backbone)
             progress(f"fold {index}/{k}: validation speakers chose {selected} ({_scores_text(val_scores)})")
         else:
-            result = train(arrays.subset(train_idx), arrays.subset(val_idx), chosen, fold_config,
-                           progress=lambda _: None, backbone=backbone)
+            result = train(training, arrays.subset(val_idx), chosen, fold_config, progress=lambda _: None,
+                           backbone=backbone)
         test_arrays = arrays.subset(test)
         ready = ready_for(result.model, test_arrays, fold_config)
         predictions = prediction_frame(frame.iloc[test], predict_arrays(result.model, ready), chosen)
@@ -274,7 +280,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                 calibrated.setdefault(n, []).append(
                     prediction_frame(frame.iloc[test], predict_arrays(result.model, view), chosen).assign(**{FOLD: index}))
         metrics = score_predictions(predictions, chosen)[0]
-        folds.append(Fold(index, test_speakers, validation, len(train_idx), len(val_idx), len(test),
+        folds.append(Fold(index, test_speakers, validation, len(training), len(val_idx), len(test),
                           result.best_epoch, metrics, selected, val_scores))
         progress(f"fold {index}/{k}: UAR {metrics.get('uar', float('nan')):.3f}, "
                  f"WAR {metrics.get('war', float('nan')):.3f} (best epoch {result.best_epoch})")
@@ -282,6 +288,20 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                            pd.concat(unaligned, ignore_index=True) if unaligned else None,
                            time.perf_counter() - started,
                            {n: pd.concat(parts, ignore_index=True) for n, parts in calibrated.items()})
+
+
+def shared_classes(frames: Sequence[pd.DataFrame]) -> tuple[str, ...]:
+    """The emotions every frame has, in canonical order: what corpora trained together can be scored on."""
+    present = [set(frame["emotion"]) for frame in frames]
+    return tuple(c for c in choose_classes(pd.concat([f["emotion"] for f in frames])) if all(c in p for p in present))
+
+
+def extra_training(frames: Mapping[str, pd.DataFrame], classes: Sequence[str]) -> Arrays:
+    """Clips of other corpora (name -> records frame) to add to every fold's training side: their ``classes``
+    only, speakers named ``<corpus>:<speaker>`` so that no voice of one corpus merges with another's."""
+    labelled = [labelled_frame(frame, classes).assign(speaker=lambda f, n=name: n + ":" + f["speaker"].astype(str))
+                for name, frame in frames.items()]
+    return load_arrays(pd.concat(labelled, ignore_index=True), classes)
 
 
 SELECTION_NOTE = "UAR; mean CCC for a regression-only model"

@@ -131,3 +131,14 @@ def test_nested_selection_is_made_by_the_validation_speakers_and_reported():
         assert fold.selected == max(fold.val_scores, key=fold.val_scores.get)
         assert 0 <= fold.val_scores[starved.name] <= 1 and fold.metrics["uar"] > 0.5
     assert "Nested selection" in cv.markdown() and cv.to_dict()["folds"][0]["selected"] == cv.folds[0].selected
+
+
+def test_another_corpus_joins_every_training_side_and_leaves_the_folds_as_they_were(result):
+    frame, arrays = toy_corpus()
+    _, other = toy_corpus(speakers=3, seed=5)
+    other = other.replace(speakers=np.array([f"other:{s}" for s in other.speakers]))
+    mixed = cross_validate(frame, CONFIG, k=2, arrays=arrays, progress=lambda _: None, extra=other)
+    for alone, with_other in zip(result.folds, mixed.folds, strict=True):
+        assert (alone.test_speakers, alone.val_speakers) == (with_other.test_speakers, with_other.val_speakers)
+        assert with_other.n_train == alone.n_train + len(other)
+    assert sorted(mixed.predictions["record"]) == sorted(frame["record"])  # only the corpus itself is tested

@@ -1,9 +1,10 @@
-"""Nested selection's candidate grid: settings parsed as their types, every combination, clear errors."""
+"""Cross-validation's choices: nested selection's candidate grid, the classes corpora share."""
 
+import pandas as pd
 import pytest
 
 from affectflow.config import ConfigError, TrainConfig
-from affectflow.crossval import candidate_grid
+from affectflow.crossval import candidate_grid, shared_classes
 
 
 def test_grid_holds_every_combination_with_typed_values():
@@ -25,3 +26,10 @@ def test_grid_holds_every_combination_with_typed_values():
 def test_bad_grids_name_the_setting(spec, error):
     with pytest.raises(ConfigError, match=error.replace("[", r"\[").replace("]", r"\]")):
         candidate_grid(TrainConfig(), spec)
+
+
+def test_corpora_trained_together_are_scored_on_the_classes_they_share_in_canonical_order():
+    emodb = pd.DataFrame({"emotion": ["boredom", "anger", "neutral", "fear", "disgust", "happiness", "sadness"]})
+    ravdess = pd.DataFrame({"emotion": ["surprise", "calm", "sadness", "anger", "neutral", "fear", "disgust",
+                                        "happiness"]})
+    assert shared_classes([emodb, ravdess]) == ("anger", "disgust", "fear", "happiness", "sadness", "neutral")
