@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectflow.features import AUDIO_EXTRAS, MODEL_INPUTS, load_features, stack_inputs
+from affectflow.features import (
+    AUDIO_EXTRAS,
+    MODEL_INPUTS,
+    OPTIONAL_ARRAYS,
+    ClipFeatures,
+    load_features,
+    stack_inputs,
+)
 from affectflow.labels import AFFECT_DIMENSIONS
-from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
+from affectflow.model import AFFECT_OUTPUT, AUDIO_INPUTS, EMOTION_OUTPUT, input_names
 
 # Everything a record offers: frames, face (features, crops, mask), MFCC with deltas and log-mel, masks.
 TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
@@ -26,7 +33,7 @@ TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
 # Each modality's presence input and the inputs that carry it.
 MODALITIES: dict[str, tuple[str, ...]] = {
     "video": ("video_mask", "frames", "backbone"),
-    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS),
+    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS, "egemaps"),
     "face": ("face_mask", "face", "face_crops"),
 }
 
@@ -92,12 +99,19 @@ def concatenate(parts: Sequence[Arrays]) -> Arrays:
                   np.concatenate([p.labels for p in parts]), np.concatenate([p.affect for p in parts]), speakers)
 
 
+def offered_inputs(record: ClipFeatures) -> list[str]:
+    """The inputs a record offers a model: only the features its preprocessing extracted (no MFCC frames
+    for ``audio_features="egemaps"``, no backbone or eGeMAPS unless asked for): an empty input must not
+    reach the model."""
+    names = [name for name in TRAINING_INPUTS if name not in AUDIO_INPUTS or record.mfcc.size]
+    return names + [name for name in OPTIONAL_ARRAYS if getattr(record, name).size]
+
+
 def load_arrays(frame: pd.DataFrame, classes: Sequence[str]) -> Arrays:
     """Stack the cached records named in ``frame.record`` with the frame's labels and speakers."""
     index = {c: i for i, c in enumerate(classes)}
     records = [load_features(Path(p)) for p in frame["record"]]
     affect = frame[list(AFFECT_DIMENSIONS)].astype("float32").to_numpy()
-    # Backbone embeddings only where the records have them: an empty (0,) input must not reach the model.
-    names = (*TRAINING_INPUTS, "backbone") if records and records[0].backbone.size else TRAINING_INPUTS
+    names = offered_inputs(records[0]) if records else TRAINING_INPUTS
     return Arrays(stack_inputs(records, names), frame["emotion"].map(index).to_numpy(np.int64), affect,
                   frame["speaker"].astype(str).to_numpy())

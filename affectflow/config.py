@@ -20,6 +20,10 @@ from typing import Literal
 from affectflow.errors import ConfigError
 
 FaceBackendName = Literal["landmarks", "openface", "none"]
+# Audio features of a record: MFCC with deltas and log-mel (frames), openSMILE's eGeMAPS v02 functionals (88 per
+# clip), or both.
+AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps"]
+AUDIO_FEATURE_SETS: tuple[AudioFeatureSet, ...] = typing.get_args(AudioFeatureSet)
 # How ingest treats a batch with failing rows (affectflow.ingest): split them off, or quarantine it whole.
 IngestPolicy = Literal["partial", "whole"]
 POLICIES: tuple[IngestPolicy, ...] = typing.get_args(IngestPolicy)
@@ -168,7 +172,23 @@ class PreprocessConfig:
     max_clip_seconds: float = 60.0  # longer clips are rejected (labels describe one utterance)
     backbone: str = ""            # pre-trained video backbone (.keras or SavedModel), "" for none: with_backbone
     backbone_hash: str = ""       # its content hash: this, not the path, keys the cache
+    audio_features: AudioFeatureSet = "mfcc"  # MFCC/deltas/log-mel frames, eGeMAPS functionals, or both
     version: int = 2              # bump when extraction code changes its output
+
+    def __post_init__(self) -> None:
+        if self.audio_features not in AUDIO_FEATURE_SETS:
+            raise ConfigError(f"unknown audio feature set {self.audio_features!r}: choose one of "
+                              f"{', '.join(AUDIO_FEATURE_SETS)}")
+
+    @property
+    def mfcc(self) -> bool:
+        """Records hold MFCC, deltas and log-mel frames."""
+        return "mfcc" in self.audio_features.split("+")
+
+    @property
+    def egemaps(self) -> bool:
+        """Records hold the clip's eGeMAPS functionals."""
+        return "egemaps" in self.audio_features.split("+")
 
     @property
     def audio_samples(self) -> int:
@@ -197,10 +217,13 @@ class PreprocessConfig:
 
     def hash(self) -> str:
         """Hash of every field but the backbone's path (a moved backbone file keeps its cache); the backbone
-        fields are left out entirely when there is none, so configs without one keep their old hashes."""
+        fields are left out entirely when there is none, and the audio feature set when it is the default
+        (MFCC), so configs from before either existed keep their old hashes."""
         payload = {k: v for k, v in self.to_dict().items() if k != "backbone"}
         if not self.backbone_hash:
             del payload["backbone_hash"]
+        if self.audio_features == "mfcc":
+            del payload["audio_features"]
         return _stable_hash(payload)
 
 
@@ -219,14 +242,15 @@ def with_backbone(cfg: PreprocessConfig, path: str | os.PathLike[str] | None,
 
 
 def preprocessing(face_backend: str = "landmarks", backbone: str | os.PathLike[str] | None = None,
-                  finetune_backbone: bool = False) -> PreprocessConfig:
+                  finetune_backbone: bool = False, audio_features: str = "mfcc") -> PreprocessConfig:
     """The preprocessing of a run, from the choices a user makes (``preprocess``, ``train``, ``evaluate``
-    and the flows all come here): the face backend and an optional pre-trained video backbone, whose
-    full-size frames are kept when it is fine-tuned."""
+    and the flows all come here): the face backend, an optional pre-trained video backbone, whose
+    full-size frames are kept when it is fine-tuned, and the audio feature set."""
     if face_backend not in typing.get_args(FaceBackendName):
         raise ConfigError(f"unknown face backend {face_backend!r}: choose one of "
                           f"{', '.join(typing.get_args(FaceBackendName))}")
-    return with_backbone(PreprocessConfig(face_backend=face_backend), backbone, full_frames=finetune_backbone)
+    cfg = PreprocessConfig(face_backend=face_backend, audio_features=audio_features)
+    return with_backbone(cfg, backbone, full_frames=finetune_backbone)
 
 
 Task = Literal["classification", "regression", "multitask"]

@@ -16,7 +16,10 @@ frames, resized from those working frames to the backbone's input size (not from
 Fixed-length audio policy: the decoded audio is truncated to its first ``cfg.audio_seconds`` or padded
 at the end with zeros to exactly ``cfg.audio_samples``, so every clip yields ``cfg.audio_steps`` frames
 of MFCC, deltas and log-mel. They are raw (not normalised): the model normalises with layers adapted on
-training data.
+training data. ``cfg.audio_features`` chooses the audio features: those frames (``mfcc``), openSMILE's
+eGeMAPS v02 functionals (``egemaps``: 88 numbers per clip, from the whole decoded utterance, never the
+padded window, whose zeros would distort them), or both. A feature the config does not ask for is an
+empty array in the record (MFCC arrays with no frames, a ``(0,)`` eGeMAPS vector), like a missing backbone.
 
 librosa's first ``mfcc`` call compiles numba code (seconds); ``config.activate_home`` points
 ``NUMBA_CACHE_DIR`` at the home so later processes reuse it, and long-lived processes call ``warm_up``.
@@ -25,6 +28,7 @@ librosa's first ``mfcc`` call compiles numba code (seconds); ``config.activate_h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -72,6 +76,8 @@ class ClipFeatures:
     face_present: np.ndarray  # (num_frames,) float32, 1.0 where a face was found
     face_table: np.ndarray    # (num_frames, len(FACE_COLUMNS)) float32, OpenFace columns (faces.to_dataframe)
     backbone: np.ndarray = dataclasses.field(  # (D,) float32 backbone embedding; (0,) without a backbone
+        default_factory=lambda: np.zeros(0, np.float32))
+    egemaps: np.ndarray = dataclasses.field(  # (EGEMAPS_SIZE,) float32 functionals; (0,) when not asked for
         default_factory=lambda: np.zeros(0, np.float32))
 
     @property
@@ -122,16 +128,66 @@ def compute_audio_features(audio: np.ndarray, cfg: PreprocessConfig) -> AudioFea
 
 
 def silent_audio_features(cfg: PreprocessConfig) -> AudioFeatures:
-    """Zeros in the shapes of ``compute_audio_features``: what a clip without usable audio gets."""
-    steps = cfg.audio_steps
+    """Zeros in the shapes of ``compute_audio_features``: what a clip without usable audio gets; no frames
+    at all when ``cfg`` asks for no MFCC."""
+    steps = cfg.audio_steps if cfg.mfcc else 0
     return AudioFeatures(np.zeros((steps, cfg.n_mfcc), np.float32), np.zeros((steps, 2 * cfg.n_mfcc), np.float32),
                          np.zeros((steps, cfg.n_mels), np.float32))
 
 
+EGEMAPS_SIZE = 88  # eGeMAPS v02 functionals per clip
+
+
+def _load_smile_library() -> None:
+    """Load openSMILE's C library so that it calls its own functions (``RTLD_DEEPBIND``, Linux), before the
+    ``opensmile`` package loads it plainly. TensorFlow's framework library exports another FFT under the
+    same names (Ooura's ``rdft``, ``bitrv2``, ...): loaded after TensorFlow, openSMILE would call that one and
+    corrupt the heap (``malloc(): invalid size``, the process aborts)."""
+    import ctypes
+    import importlib.util
+
+    deep = getattr(os, "RTLD_DEEPBIND", 0)
+    spec = importlib.util.find_spec("opensmile")
+    if not deep or spec is None or not spec.submodule_search_locations:
+        return
+    for library in Path(spec.submodule_search_locations[0], "core", "bin").glob("*/libSMILEapi.so"):
+        ctypes.CDLL(str(library), mode=deep | os.RTLD_LOCAL)
+
+
+@functools.cache
+def _smile():
+    """One openSMILE extractor per process (building it parses its configuration: 0.3 s). Each
+    ``process_signal`` call runs an openSMILE instance of its own, so threads may share the extractor."""
+    _load_smile_library()
+    import opensmile
+
+    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                           feature_level=opensmile.FeatureLevel.Functionals)
+
+
+def egemaps_functionals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The ``(EGEMAPS_SIZE,)`` eGeMAPS v02 functionals of mono float32 audio (about 30-50 ms for a few
+    seconds). Clipped to [-1, 1] first (openSMILE converts to 16-bit integers, which would wrap); a
+    segment too short for openSMILE's frames (it answers NaN) gets zeros."""
+    values = _smile().process_signal(np.clip(audio, -1.0, 1.0), sample_rate).to_numpy(np.float32).reshape(-1)
+    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def clip_egemaps(audio: np.ndarray, audio_mask: float, cfg: PreprocessConfig) -> np.ndarray:
+    """The clip's eGeMAPS functionals when ``cfg`` asks for them: zeros without usable audio (its audio mask
+    is 0 then), ``(0,)`` when ``cfg`` does not ask."""
+    if not cfg.egemaps:
+        return np.zeros(0, np.float32)
+    return egemaps_functionals(audio, cfg.sample_rate) if audio_mask else np.zeros(EGEMAPS_SIZE, np.float32)
+
+
 def warm_up(cfg: PreprocessConfig | None = None) -> None:
-    """Compile librosa's numba code and load the face backend now, so a server's first request is fast."""
+    """Compile librosa's numba code, build openSMILE (when ``cfg`` uses it) and load the face backend now,
+    so a server's first request is fast."""
     cfg = cfg or PreprocessConfig()
-    compute_audio_features(np.ones(cfg.audio_samples, dtype=np.float32), cfg)
+    tone = np.ones(cfg.audio_samples, dtype=np.float32)
+    compute_audio_features(tone, cfg)
+    clip_egemaps(tone, 1.0, cfg)
     get_backend(cfg.face_backend)
 
 
@@ -211,7 +267,7 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
     """Decode one clip into model inputs. Raises ``MediaError`` when neither modality is usable or the
     clip is too long, ``faces.FaceBackendError`` when the face backend cannot run at all.
 
-    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc, backbone.
+    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc, egemaps, backbone.
     """
     path = Path(path)
     with _stage(timings, "decode"):
@@ -241,14 +297,16 @@ def decoded_features(video: SampledVideo | None, audio: np.ndarray, path: str | 
     with _stage(timings, "face"):
         faces = analyse_faces(video, path, cfg)
     with _stage(timings, "mfcc"):
-        sound = compute_audio_features(audio, cfg) if audio_mask else silent_audio_features(cfg)
+        sound = compute_audio_features(audio, cfg) if audio_mask and cfg.mfcc else silent_audio_features(cfg)
+    with _stage(timings, "egemaps"):
+        functionals = clip_egemaps(audio, audio_mask, cfg)
     with _stage(timings, "backbone"):
         embedding = backbone_embedding(video, cfg)
     return ClipFeatures(frames=frames, mfcc=sound.mfcc, video_mask=float(video is not None), audio_mask=audio_mask,
                         audio_seconds=audio.size / cfg.sample_rate, config_hash=cfg.hash(),
                         mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, face=faces.features,
                         face_crops=faces.crops, face_present=faces.present, face_table=faces.table,
-                        backbone=embedding)
+                        backbone=embedding, egemaps=functionals)
 
 
 def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
@@ -258,7 +316,8 @@ def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
     return ClipFeatures(frames=model_frames(None, cfg), mfcc=sound.mfcc, video_mask=0.0, audio_mask=0.0,
                         audio_seconds=0.0, config_hash=cfg.hash(), mfcc_deltas=sound.mfcc_deltas,
                         logmel=sound.logmel, face=faces.features, face_crops=faces.crops,
-                        face_present=faces.present, face_table=faces.table, backbone=backbone_embedding(None, cfg))
+                        face_present=faces.present, face_table=faces.table, backbone=backbone_embedding(None, cfg),
+                        egemaps=clip_egemaps(np.zeros(0, np.float32), 0.0, cfg))
 
 
 _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
@@ -272,6 +331,7 @@ _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
     "mfcc_deltas": lambda rs: np.stack([r.mfcc_deltas for r in rs]).astype(np.float32, copy=False),
     "logmel": lambda rs: np.stack([r.logmel for r in rs]).astype(np.float32, copy=False),
     "backbone": lambda rs: np.stack([r.backbone for r in rs]).astype(np.float32, copy=False),
+    "egemaps": lambda rs: np.stack([r.egemaps for r in rs]).astype(np.float32, copy=False),
 }
 MODEL_INPUTS: tuple[str, ...] = ("frames", "mfcc", "video_mask", "audio_mask", "face", "face_crops", "face_mask")
 AUDIO_EXTRAS: tuple[str, ...] = ("mfcc_deltas", "logmel")
@@ -282,14 +342,15 @@ def stack_inputs(records: Sequence[ClipFeatures], names: Sequence[str] = MODEL_I
 
     ``frames`` (B, T, S, S, 3) uint8, ``mfcc`` (B, A, n_mfcc), ``video_mask``/``audio_mask`` (B, 1),
     ``face`` (B, T, F) float32, ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T) float32; on
-    request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels); and
-    ``backbone`` (B, D) float32, the pre-trained backbone's embeddings (D = 0 without a backbone).
+    request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels);
+    ``backbone`` (B, D) float32, the pre-trained backbone's embeddings (D = 0 without a backbone); and
+    ``egemaps`` (B, 88) float32, the eGeMAPS functionals (B, 0 when not extracted).
     """
     return {name: _STACKERS[name](records) for name in names}
 
 
 _ARRAYS = ("frames", "mfcc", "mfcc_deltas", "logmel", "face", "face_crops", "face_present", "face_table")
-OPTIONAL_ARRAYS = ("backbone",)  # records written before it existed load with the empty default
+OPTIONAL_ARRAYS = ("backbone", "egemaps")  # records written before they existed load with the empty default
 
 
 def save_features(path: str | Path, features: ClipFeatures) -> None:

@@ -95,7 +95,7 @@ def write_inspection(clip: Path, record: ClipFeatures, out_dir: str | Path, cfg:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or clip.stem
     written = []
-    if record.audio_mask:
+    if record.audio_mask and record.mfcc.size:  # an eGeMAPS-only record has no MFCC frames
         written.append(write_mfcc_image(record.mfcc, cfg, out_dir / f"{name}.mfcc.png", clip.name))
     if record.video_mask:
         written.append(write_overlay_video(clip, record, cfg, out_dir / f"{name}.overlay.mp4"))

@@ -2,7 +2,8 @@
 
 Inputs (see ``affectflow.features.stack_inputs``), each modality optional: video ``frames``
 (B, T, S, S, 3) uint8 with ``video_mask`` (B, 1); audio features (``mfcc``, optionally
-``mfcc_deltas``, ``logmel``: (B, A, n)) with ``audio_mask`` (B, 1); the face: ``face`` (B, T, F),
+``mfcc_deltas``, ``logmel``: (B, A, n), and/or the clip's eGeMAPS functionals ``egemaps`` (B, 88)) with
+``audio_mask`` (B, 1); the face: ``face`` (B, T, F),
 ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T); a pre-trained backbone's cached embedding
 ``backbone`` (B, D), part of the video modality. Training builds encoders only for the modalities its
 corpus carries (``training.prepare``): an audio-only corpus gives an audio-only model.
@@ -229,6 +230,16 @@ def _backbone_encoder(embedding, units: int, sample: np.ndarray | None):
     return layers.Dense(units, activation="relu", name="backbone_embedding")(norm(embedding))
 
 
+def _egemaps_encoder(functionals, config: TrainConfig, sample: np.ndarray | None):
+    """The clip's eGeMAPS functionals, normalised with the statistics of the training clips with audio
+    (openSMILE's raw values span orders of magnitude: Hz, dB, ratios), then one dense layer."""
+    norm = layers.Normalization(axis=-1, name="egemaps_norm")
+    if sample is not None:
+        norm.adapt(sample)
+    x = layers.Dropout(config.dropout, name="egemaps_dropout")(norm(functionals))
+    return layers.Dense(config.hidden_units, activation="relu", name="egemaps_embedding")(x)
+
+
 def _finetuned_encoder(frames, backbone: Backbone, units: int):
     """The backbone itself, trainable, over the clip's frames (``backbone.Backbone`` input convention):
     resized to its frame size, re-sampled to its clip length, image models averaged over time."""
@@ -258,7 +269,7 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
 
     ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; an
     encoder exists for each modality whose inputs are there: video (``frames``, ``video_mask``), audio
-    (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, with ``audio_mask``), face (``face``,
+    (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, and/or ``egemaps``, with ``audio_mask``), face (``face``,
     ``face_crops``, ``face_mask``), frozen backbone (``backbone`` with ``video_mask``). ``samples``
     (training arrays) adapt the normalisers. ``finetune``: a ``.keras`` backbone trained inside the model
     on ``frames``, in place of the small video CNN.
@@ -280,8 +291,14 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
     if video:  # one modality: the small CNN and a frozen backbone share the video mask
         embeddings.append(video[0] if len(video) == 1 else layers.Concatenate(name="video_parts")(video))
         masks.append(inputs["video_mask"])
+    audio = []
     if "mfcc" in inputs:
-        embeddings.append(_audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, config, samples))
+        audio.append(_audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, config, samples))
+    if "egemaps" in inputs:
+        voiced = samples["egemaps"][samples["audio_mask"][:, 0] > 0] if "egemaps" in samples else None
+        audio.append(_egemaps_encoder(inputs["egemaps"], config, voiced if voiced is not None and len(voiced) else None))
+    if audio:  # one modality: frame features and clip functionals share the audio mask
+        embeddings.append(audio[0] if len(audio) == 1 else layers.Concatenate(name="audio_parts")(audio))
         masks.append(inputs["audio_mask"])
     if "face" in inputs:
         found = samples["face"][samples["face_mask"] > 0] if "face" in samples else None
@@ -289,7 +306,8 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
                                         found if found is not None and len(found) else None))
         masks.append(ops.max(inputs["face_mask"], axis=1, keepdims=True))
     if not embeddings:
-        raise ValueError(f"no modality among the inputs {sorted(shapes)}: need frames, backbone, mfcc or face")
+        raise ValueError(f"no modality among the inputs {sorted(shapes)}: need frames, backbone, mfcc, egemaps "
+                         "or face")
 
     masks = ModalityDropout(config.modality_dropout, seed=config.seed, name="modality_dropout")(masks)
     x = layers.Concatenate(name="fusion")([e * m for e, m in zip(embeddings, masks)] + list(masks))

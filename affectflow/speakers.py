@@ -6,8 +6,9 @@ standard deviation removes it; it is the usual step in speaker-independent emoti
 uses the speaker's audio only, never their labels, so it is as legitimate for a test speaker as for a
 training one: a deployment would compute it from a new speaker's first unlabelled clips.
 
-Statistics are taken over the frames with sound (``model.sound_frames``) of clips with audio, per
-feature. Each speaker is mapped onto the *training population's* statistics rather than onto zero mean
+Statistics are taken per feature over the frames with sound (``model.sound_frames``) of clips with
+audio for frame features (MFCC, deltas, log-mel), and over the clips with audio for the clip-level eGeMAPS
+functionals. Each speaker is mapped onto the *training population's* statistics rather than onto zero mean
 and unit variance: ``x' = (x - mean_s) / std_s * std_pop + mean_pop``. The model's own normalisers are
 adapted on the aligned training data, so they hold exactly the population statistics
 (``population_of`` reads them back). A clip with no speaker context (one file sent to the service)
@@ -24,51 +25,63 @@ from affectflow.arrays import Arrays
 from affectflow.model import AUDIO_INPUTS, sound_frames
 
 Statistics = dict[str, tuple[np.ndarray, np.ndarray]]  # input name -> (mean, std) per feature
+# The audio inputs aligned: frame features, then the clip-level eGeMAPS functionals.
+ALIGNED_INPUTS = (*AUDIO_INPUTS, "egemaps")
 
 
-def _audio_names(arrays: Arrays) -> list[str]:
-    return [name for name in AUDIO_INPUTS if name in arrays.inputs]
+def aligned_inputs(arrays: Arrays) -> list[str]:
+    """The audio inputs of ``arrays`` that speaker normalisation aligns."""
+    return [name for name in ALIGNED_INPUTS if name in arrays.inputs]
+
+
+def sound_rows(arrays: Arrays, name: str, which: np.ndarray | None = None) -> np.ndarray:
+    """Where input ``name`` describes sound, among the clips ``which`` selects (all by default): the frames
+    with sound, (n, A), for frame features; the clips with audio, (n,), for clip-level functionals."""
+    clips = np.ones(len(arrays), bool) if which is None else which
+    if name in AUDIO_INPUTS:
+        return sound_frames(arrays.inputs) & clips[:, None]
+    return (arrays.inputs["audio_mask"][:, 0] > 0) & clips
+
+
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = values.astype(np.float64)
+    return values.mean(axis=0), np.maximum(values.std(axis=0), 1e-6)
 
 
 def audio_statistics(arrays: Arrays, which: np.ndarray | None = None) -> Statistics:
-    """Mean and standard deviation per feature over the sound frames of the clips selected by ``which``."""
-    frames = sound_frames(arrays.inputs)
-    if which is not None:
-        frames = frames & which[:, None]
-    if not frames.any():
-        raise ValueError("no audio frames with sound to take statistics from")
+    """Mean and standard deviation per feature of each audio input, over its sound (``sound_rows``) in the
+    clips selected by ``which``."""
     result = {}
-    for name in _audio_names(arrays):
-        values = arrays.inputs[name][frames].astype(np.float64)
-        result[name] = (values.mean(axis=0), np.maximum(values.std(axis=0), 1e-6))
+    for name in aligned_inputs(arrays):
+        where = sound_rows(arrays, name, which)
+        if not where.any():
+            raise ValueError("no audio with sound to take statistics from")
+        result[name] = _moments(arrays.inputs[name][where])
     return result
 
 
 def align_speakers(arrays: Arrays, population: Statistics) -> Arrays:
-    """A copy whose speakers' sound frames have ``population``'s statistics; silence and clips without
-    audio are left as they are. Needs ``arrays.speakers``."""
+    """A copy whose speakers' sound has ``population``'s statistics; silence and clips without audio are
+    left as they are. Needs ``arrays.speakers``."""
     if arrays.speakers is None:
         raise ValueError("speaker normalisation needs the speaker of every clip (Arrays.speakers)")
-    inputs = {name: array.copy() if name in population else array for name, array in arrays.inputs.items()}
-    frames = sound_frames(arrays.inputs)
+    names = [name for name in aligned_inputs(arrays) if name in population]
+    inputs = {name: array.copy() if name in names else array for name, array in arrays.inputs.items()}
     for speaker in np.unique(arrays.speakers):
-        own = arrays.speakers == speaker
-        if not (frames & own[:, None]).any():
-            continue
-        mask = frames & own[:, None]
-        for name, (mean, std) in audio_statistics(arrays, own).items():
-            if name not in population:
+        for name in names:
+            where = sound_rows(arrays, name, arrays.speakers == speaker)
+            if not where.any():
                 continue
-            target_mean, target_std = population[name]
-            values = inputs[name][mask]
-            inputs[name][mask] = ((values - mean) / std * target_std + target_mean).astype(values.dtype)
+            values = arrays.inputs[name][where]
+            (mean, std), (target_mean, target_std) = _moments(values), population[name]
+            inputs[name][where] = ((values - mean) / std * target_std + target_mean).astype(values.dtype)
     return arrays.replace(inputs=inputs)
 
 
 def population_of(model: keras.Model) -> Statistics:
     """The population statistics a model was trained with, read from its audio normalisers."""
     result = {}
-    for name in AUDIO_INPUTS:
+    for name in ALIGNED_INPUTS:
         try:
             layer = model.get_layer(f"{name}_norm")
         except ValueError:

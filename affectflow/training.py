@@ -188,6 +188,6 @@ def refit(selected: TrainingResult, train_set: Arrays, val_set: Arrays, classes:
 def ready_for(model: keras.Model, arrays: Arrays, config: TrainConfig) -> Arrays:
     """``arrays`` as ``model`` (trained with ``config``) expects them: speakers aligned to its population
     when ``config.speaker_norm`` and the speakers are known. Inputs the model lacks are ignored anyway."""
-    if config.speaker_norm and arrays.speakers is not None and "mfcc" in arrays.inputs:
+    if config.speaker_norm and arrays.speakers is not None and "audio" in arrays.modalities():
         return aligned_for(model, arrays)
     return arrays

@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 
 from affectflow.config import (
+    AUDIO_FEATURE_SETS,
     DEFAULT_POLICY,
     POLICIES,
     FaceBackendName,
@@ -146,7 +147,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     from affectflow.faces import check_backend
     from flows.preprocess import preprocessed
 
-    cfg = preprocessing(args.face_backend, args.backbone)
+    cfg = preprocessing(args.face_backend, args.backbone, audio_features=args.audio_features)
     check_backend(cfg.face_backend)  # one line now, before a flow run starts
     failed = 0
     for line in preprocessed(args.paths, cfg, args.dask, args.workers, inspect_dir=args.inspect):
@@ -176,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     dataset_version(args.dataset, activate_home(args.home))  # an unknown dataset: one line, before any flow run
     common = {"dataset": args.dataset, "training": training, "home": args.home,
               "classes": args.classes.split(",") if args.classes else None, "face_backend": args.face_backend,
-              "backbone": args.backbone}
+              "backbone": args.backbone, "audio_features": args.audio_features}
     if args.cv:
         if args.dask:
             raise UserError("--dask goes with training, not --cv")
@@ -420,11 +421,17 @@ def _add_adapter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_preprocessing_options(parser: argparse.ArgumentParser, backbone_help: str) -> None:
-    """``--face-backend`` and ``--backbone``: the choices ``config.preprocessing`` takes, for preprocess and train."""
+    """``--face-backend``, ``--backbone`` and ``--audio-features``: the choices ``config.preprocessing`` takes,
+    for preprocess and train."""
     parser.add_argument("--face-backend", default="landmarks", choices=typing.get_args(FaceBackendName),
                         help="landmarks: built-in dlib 68 points (default); openface: the FeatureExtraction binary "
                              "($AFFECTFLOW_OPENFACE_BIN); none: no face features")
     parser.add_argument("--backbone", metavar="MODEL_PATH", help=backbone_help)
+    parser.add_argument("--audio-features", default="mfcc", choices=AUDIO_FEATURE_SETS,
+                        help="mfcc: MFCC, deltas and log-mel frames (default); egemaps: openSMILE's eGeMAPS v02, "
+                             "88 functionals per utterance (pitch, jitter, shimmer, loudness, formants; free for "
+                             "research, education and private use only: commercial use needs a licence from "
+                             "audEERING); mfcc+egemaps: both. Each set has its own feature cache"),
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
+from affectflow.config import AudioFeatureSet, FaceBackendName, TrainConfig, activate_home, preprocessing
 from affectflow.ingest import dataset_version
 from flows.naming import dataset_run_name
 from flows.preprocess import feature_records
@@ -14,13 +14,14 @@ from tasks.crossval import crossval_report
 @flow(name="affectflow-crossval", log_prints=True, flow_run_name=dataset_run_name("crossval"))
 def crossval_flow(dataset: str = "synthetic", k: int = 5, training: TrainConfig = TrainConfig(refit=True),
                   classes: list[str] | None = None, face_backend: FaceBackendName = "landmarks",
-                  backbone: str | None = None, home: str | None = None) -> dict:
+                  backbone: str | None = None, home: str | None = None,
+                  audio_features: AudioFeatureSet = "mfcc") -> dict:
     """Estimate how a model trained on ``dataset`` does on speakers it never heard: every speaker is
     tested once, by a model trained without them. ``training.refit`` (on by default here): each fold's
     model is refitted on its training and validation speakers for the early-stopped epoch count. The
     other parameters as in the train flow."""
     paths = activate_home(home)
-    preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
+    preprocess = preprocessing(face_backend, backbone, training.finetune_backbone, audio_features)
     version = dataset_version(dataset, paths)
     frame = feature_records(dataset, str(paths.home), preprocess)
     cv, report = crossval_report(frame, dataset, version, str(paths.home), training, preprocess, k, classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from affectflow.config import FaceBackendName, TrainConfig, activate_home, preprocessing
+from affectflow.config import AudioFeatureSet, FaceBackendName, TrainConfig, activate_home, preprocessing
 from affectflow.ingest import dataset_version, validation_report
 from affectflow.metrics import HEADLINE_METRICS
 from affectflow.registry import champion_uri, ui_links
@@ -20,13 +20,14 @@ from tasks.train import fail_open_runs, orphaned_runs, registered_model, trained
       on_crashed=[fail_open_runs], on_failure=[fail_open_runs])
 def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
                face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
-               home: str | None = None, dask: str | None = None) -> dict:
+               home: str | None = None, dask: str | None = None, audio_features: AudioFeatureSet = "mfcc") -> dict:
     """Train on the curated ``dataset`` and, if the new model beats the champion, package it.
 
     ``training``: every model and optimisation setting (``TrainConfig``; the same names as the options of
     ``affectflow train``). ``classes``: train on these emotions only (the others are dropped and counted).
-    ``face_backend`` and ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder)
-    choose the preprocessing. ``package``: build a Bento of a new champion (off only where nothing serves).
+    ``face_backend``, ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder) and
+    ``audio_features`` (``mfcc``, ``egemaps`` or ``mfcc+egemaps``) choose the preprocessing. ``package``: build
+    a Bento of a new champion (off only where nothing serves).
     ``dask``: preprocess the clips on a Dask cluster (a scheduler address ``tcp://host:8786``, or ``"local"``);
     by default on this machine's cores. Its workers must see the home's clips and feature cache at the same path.
 
@@ -35,7 +36,7 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     A crash or failure of this run ends its own open MLflow run FAILED (``fail_open_runs``).
     """
     paths = activate_home(home)
-    preprocess = preprocessing(face_backend, backbone, training.finetune_backbone)
+    preprocess = preprocessing(face_backend, backbone, training.finetune_backbone, audio_features)
     version = dataset_version(dataset, paths)  # an unknown dataset fails here, before any work
     orphaned_runs(str(paths.home))
     if package:
