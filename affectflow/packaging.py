@@ -27,6 +27,7 @@ from affectflow.errors import UserError
 from affectflow.model import input_names
 from affectflow.names import dataset_of, model_name
 from affectflow.predict import MODEL_FILENAME, ModelCard
+from affectflow.speakers import save_population
 
 SERVICE_NAME = "affectflow"
 SERVICE_IMPORT = "serving.service:EmotionService"
@@ -64,9 +65,11 @@ def save_to_bentoml(model: keras.Model, card: ModelCard) -> str:
     """Save ``model`` (``model.keras``) as a new version of the BentoML model ``affectflow-<dataset>``, the
     card and the model's input names as its metadata; returns the exact tag. A model that takes frozen
     backbone embeddings gets the backbone copied beside it: the Bento serves without the training machine's
-    copy."""
+    copy. Its audio population statistics go beside it too: the request workers calibrate speakers with them
+    without loading the model."""
     with tempfile.TemporaryDirectory() as folder:
         model.save(Path(folder) / MODEL_FILENAME)
+        save_population(model, Path(folder))
         if "backbone" in input_names(model):
             bundle(card.preprocess.backbone, Path(folder))
         out = _run(["-m", "affectflow.bentomodels", folder, model_name(card.dataset), json.dumps(labels_of(card)),

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from affectflow.arrays import modalities_of
+from affectflow.arrays import Arrays, modalities_of
 from affectflow.backbone import bundled, require_backbone
 from affectflow.calibration import scaled
 from affectflow.config import PreprocessConfig, with_backbone
@@ -22,6 +22,8 @@ from affectflow.errors import UserError
 from affectflow.features import ClipFeatures, blank_features, extract_features, stack_inputs, warm_up
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
+from affectflow.speakers import Statistics, align_with, population_of
+from affectflow.voices import VoiceBook, check_voice
 
 MODEL_FILENAME = "model.keras"
 # Why a modality of an upload cannot be used: what an answer without it says.
@@ -78,13 +80,36 @@ def extraction_config(inputs: Sequence[str], cfg: PreprocessConfig) -> Preproces
 
 class ClipReader:
     """The clip side of a model, without the model: its preprocessing, the modalities it uses, and how its raw
-    outputs become answers. The service's request workers hold one; the model itself lives in one process."""
+    outputs become answers. The service's request workers hold one; the model itself lives in one process.
 
-    def __init__(self, card: ModelCard, inputs: Sequence[str]):
+    ``population`` (the model's audio population statistics, ``speakers.population_of``) and ``voices`` make
+    speaker calibration possible: ``model_inputs(records, speaker)`` aligns a named voice's clips as training
+    aligned each speaker, with the label-free statistics of that voice's clips so far (``affectflow.voices``)."""
+
+    def __init__(self, card: ModelCard, inputs: Sequence[str], population: Statistics | None = None,
+                 voices: VoiceBook | None = None):
         self.card = card
         self.inputs = tuple(inputs)                             # the arrays the model takes, in order
         self.extraction = extraction_config(self.inputs, card.preprocess)
         self.modalities = tuple(modalities_of(self.inputs))     # what it uses
+        self.population, self.voices = population, voices
+
+    def model_inputs(self, records: Sequence[ClipFeatures],
+                     speaker: str | None = None) -> tuple[dict[str, np.ndarray], dict | None]:
+        """The model's inputs for ``records`` and, for a named ``speaker``, what calibration did: the clips
+        are added to that voice's running statistics first, then aligned with them (a model trained without
+        speaker normalisation takes clips as they are, and the note says so)."""
+        inputs = stack_inputs(records, self.inputs)
+        if speaker is None:
+            return inputs, None
+        check_voice(speaker)
+        if not (self.card.speaker_norm and self.population and self.voices):
+            return inputs, {"speaker": speaker, "clips": 0, "note": "this model was trained without speaker "
+                                                                    "normalisation: nothing to calibrate"}
+        clips = Arrays(inputs, np.zeros(len(records), int), np.zeros((len(records), 2), np.float32),
+                       np.array([speaker] * len(records)))
+        own, heard = self.voices.hear(speaker, clips)
+        return align_with(clips, own, self.population).inputs, {"speaker": speaker, "clips": heard}
 
     def usable_features(self, path: str | Path) -> ClipFeatures:
         """Decode and extract the clip's features. Raises ``MediaError`` for a file that does not decode and
@@ -122,8 +147,8 @@ class ClipReader:
 class Predictor(ClipReader):
     """A loaded model plus its card; turns clips into JSON-ready predictions in this process."""
 
-    def __init__(self, model: keras.Model, card: ModelCard):
-        super().__init__(card, input_names(model))
+    def __init__(self, model: keras.Model, card: ModelCard, voices: VoiceBook | None = None):
+        super().__init__(card, input_names(model), population_of(model), voices)
         self.model = model
 
     @classmethod
@@ -137,18 +162,20 @@ class Predictor(ClipReader):
         """The model's raw outputs (``emotion`` probabilities, ``affect``) for stacked inputs."""
         return {name: np.asarray(value) for name, value in self.model(dict(inputs), training=False).items()}
 
-    def predict_features(self, records: list[ClipFeatures]) -> list[dict]:
-        """Predictions for already extracted clips (one dict per clip)."""
-        return self.answers(self.outputs(stack_inputs(records, self.inputs)), records)
+    def predict_features(self, records: list[ClipFeatures], speaker: str | None = None) -> list[dict]:
+        """Predictions for already extracted clips (one dict per clip); ``speaker``: calibrated to that voice."""
+        inputs, calibration = self.model_inputs(records, speaker)
+        answers = self.answers(self.outputs(inputs), records)
+        return [{**answer, "calibration": calibration} for answer in answers] if calibration else answers
 
     def warm_up(self) -> None:
         """``ClipReader.warm_up``, and one model call."""
         super().warm_up()
         self.predict_features([blank_features(self.extraction)])
 
-    def predict_clip(self, path: str | Path) -> dict:
+    def predict_clip(self, path: str | Path, speaker: str | None = None) -> dict:
         """``usable_features`` then ``predict_features``: one clip's prediction."""
-        return self.predict_features([self.usable_features(path)])[0]
+        return self.predict_features([self.usable_features(path)], speaker)[0]
 
 
 def with_bundled_backbone(folder: str | Path, card: dict | ModelCard) -> ModelCard:

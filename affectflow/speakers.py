@@ -18,6 +18,8 @@ different input space.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -60,6 +62,13 @@ def audio_statistics(arrays: Arrays, which: np.ndarray | None = None) -> Statist
     return result
 
 
+def _mapped(values: np.ndarray, own: tuple[np.ndarray, np.ndarray],
+            target: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(x - mean_own) / std_own * std_target + mean_target``, in ``values``' dtype."""
+    (mean, std), (target_mean, target_std) = own, target
+    return ((values - mean) / std * target_std + target_mean).astype(values.dtype)
+
+
 def align_speakers(arrays: Arrays, population: Statistics) -> Arrays:
     """A copy whose speakers' sound has ``population``'s statistics; silence and clips without audio are
     left as they are. Needs ``arrays.speakers``."""
@@ -70,11 +79,20 @@ def align_speakers(arrays: Arrays, population: Statistics) -> Arrays:
     for speaker in np.unique(arrays.speakers):
         for name in names:
             where = sound_rows(arrays, name, arrays.speakers == speaker)
-            if not where.any():
-                continue
-            values = arrays.inputs[name][where]
-            (mean, std), (target_mean, target_std) = _moments(values), population[name]
-            inputs[name][where] = ((values - mean) / std * target_std + target_mean).astype(values.dtype)
+            if where.any():
+                values = arrays.inputs[name][where]
+                inputs[name][where] = _mapped(values, _moments(values), population[name])
+    return arrays.replace(inputs=inputs)
+
+
+def align_with(arrays: Arrays, own: Statistics, population: Statistics) -> Arrays:
+    """A copy whose sound is mapped from ``own`` statistics (one voice's, known beforehand: the running ones
+    of ``affectflow.voices``) onto ``population``'s."""
+    names = [name for name in aligned_inputs(arrays) if name in population and name in own]
+    inputs = {name: array.copy() if name in names else array for name, array in arrays.inputs.items()}
+    for name in names:
+        where = sound_rows(arrays, name)
+        inputs[name][where] = _mapped(arrays.inputs[name][where], own[name], population[name])
     return arrays.replace(inputs=inputs)
 
 
@@ -96,3 +114,28 @@ def aligned_for(model: keras.Model, arrays: Arrays) -> Arrays:
     population = population_of(model)
     return align_speakers(arrays, population) if population else arrays
 
+
+
+POPULATION_FILENAME = "population.npz"
+
+
+def save_population(model: keras.Model, folder: Path) -> Path | None:
+    """``model``'s population statistics beside it (what a process without the model needs to align a voice);
+    None for a model without audio normalisers."""
+    population = population_of(model)
+    if not population:
+        return None
+    path = folder / POPULATION_FILENAME
+    np.savez(path, **{f"{name}:{part}": value for name, (mean, std) in population.items()
+                      for part, value in (("mean", mean), ("std", std))})
+    return path
+
+
+def load_population(folder: Path) -> Statistics | None:
+    """The statistics ``save_population`` wrote in ``folder``, or None where it wrote none."""
+    path = folder / POPULATION_FILENAME
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        names = {key.rpartition(":")[0] for key in data.files}
+        return {name: (data[f"{name}:mean"], data[f"{name}:std"]) for name in names}

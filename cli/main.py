@@ -232,6 +232,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from affectflow.cache import expand_clips
     from affectflow.packaging import choose_dataset
     from affectflow.registry import champion_datasets, champion_uri, configure, load_predictor
+    from affectflow.voices import VoiceBook, book_path, check_voice
 
     if not args.timeline and (args.window is not None or args.hop is not None):
         raise UserError("--window and --hop go with --timeline")
@@ -241,23 +242,30 @@ def cmd_predict(args: argparse.Namespace) -> None:
         args.window = DEFAULT_WINDOW_S if args.window is None else args.window
         args.hop = DEFAULT_HOP_S if args.hop is None else args.hop
         check_windows(args.window, args.hop)
-    configure(activate_home(args.home))
+    paths = activate_home(args.home)
+    configure(paths)
     clips = expand_clips(args.clips)
     if args.timeline and len(clips) != 1:
         raise UserError(f"--timeline takes one video, not {len(clips)} clips")
+    if args.speaker is not None:
+        if args.timeline:
+            raise UserError("--speaker goes with clips, not --timeline")
+        check_voice(args.speaker)
     predictor = load_predictor(args.model or champion_uri(choose_dataset(champion_datasets(), args.dataset,
                                                                          "champion")))
+    if args.speaker is not None:  # the home keeps the voices the CLI has heard
+        predictor.voices = VoiceBook(book_path(paths.home / "voices", predictor.card.dataset, predictor.card.preprocess))
     if args.timeline:
         _timeline(predictor, clips[0], args)
         return
     if len(clips) == 1:  # one clip: its prediction, or one error line (exit 2)
-        _emit({"clip": str(clips[0]), **predictor.predict_clip(clips[0])})
+        _emit({"clip": str(clips[0]), **predictor.predict_clip(clips[0], args.speaker)})
         return
     failed = 0
     for clip in clips:  # the model is loaded once; each line says how long its clip took
         started = time.perf_counter()
         try:
-            line = {"clip": str(clip), **predictor.predict_clip(clip)}
+            line = {"clip": str(clip), **predictor.predict_clip(clip, args.speaker)}
         except UserError as err:
             line, failed = {"clip": str(clip), "error": str(err)}, failed + 1
         _emit({**line, "seconds": round(time.perf_counter() - started, 3)})
@@ -555,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("clips", nargs="+", metavar="CLIP", help="video or audio files, or folders of them")
     predict.add_argument("--model", help="MLflow model URI (default: the dataset's champion)")
     predict.add_argument("--dataset", help="whose champion to use (needed only when several datasets have one)")
+    predict.add_argument("--speaker", metavar="ID",
+                         help="calibrate to this voice (a person's or session's id of your choosing): each clip joins "
+                              "the voice's label-free running statistics, kept in the home, and is aligned with them "
+                              "as training aligned each speaker; answers improve over the first clips of a voice "
+                              "(models trained with speaker normalisation, the default)")
     predict.add_argument("--timeline", action="store_true",
                          help="emotion over time in one long video (up to 10 minutes): the model judges sliding "
                               "windows, each like a clip of its own; prints one JSON line per window (start, end, "

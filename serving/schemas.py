@@ -11,6 +11,15 @@ class Modalities(BaseModel):
                                                "silence, a face in the sampled frames")
 
 
+class Calibration(BaseModel):
+    """What speaker calibration did for a request that named a ``speaker``."""
+
+    speaker: str
+    clips: int = Field(description="clips of this speaker heard so far, this one included: the clip was aligned "
+                                   "with their label-free running statistics (0: not calibrated, see note)")
+    note: str | None = None
+
+
 class Prediction(BaseModel):
     """One clip's answer. ``emotion``, ``confidence`` and ``probabilities`` come from an emotion head,
     ``arousal`` and ``valence`` (in [-1, 1]) from an affect head; a model without that head leaves them null."""
@@ -23,6 +32,14 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] | None = Field(None, description="calibrated probability per class")
     arousal: float | None = None
     valence: float | None = None
+    calibration: Calibration | None = Field(None, description="present when the request named a speaker")
+
+
+class Forgotten(BaseModel):
+    """The answer of /forget_speaker."""
+
+    speaker: str
+    forgotten: bool = Field(description="whether statistics of this speaker were kept (and are now gone)")
 
 
 class Rejection(BaseModel):

@@ -46,16 +46,18 @@ import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from affectflow.features import ClipFeatures, stack_inputs  # noqa: E402
+from affectflow.features import ClipFeatures  # noqa: E402
 from affectflow.media import MediaError  # noqa: E402
 from affectflow.names import model_name  # noqa: E402
 from affectflow.packaging import MODEL_TAG_ARG, MODEL_TAG_ENV  # noqa: E402
 from affectflow.packed import Layout, pack, pack_outputs, unpack, unpack_outputs  # noqa: E402
 from affectflow.predict import ClipReader, ModelCard, Predictor, UnusableClipError, with_bundled_backbone  # noqa: E402
+from affectflow.speakers import load_population  # noqa: E402
 from affectflow.timeline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, WindowError, timeline  # noqa: E402
+from affectflow.voices import VoiceBook, VoiceError, book_path  # noqa: E402
 from serving.guard import Guard, configured_key, max_upload_bytes  # noqa: E402
 from serving.metrics import PREDICTIONS, REJECTED, STAGE_SECONDS  # noqa: E402
-from serving.schemas import Metadata, Prediction, Rejection, TimelineAnswer  # noqa: E402
+from serving.schemas import Forgotten, Metadata, Prediction, Rejection, TimelineAnswer  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # What a user of the answers must know about the models inside the service.
@@ -75,6 +77,9 @@ WORKERS = int(os.environ["AFFECTFLOW_WORKERS"]) if os.environ.get("AFFECTFLOW_WO
 # Requests each request worker takes at once: while one waits for the model, others decode. With one (BentoML's
 # default for sync APIs) at most WORKERS clips ever wait for the model together, and batches stay that small.
 THREADS = int(os.environ.get("AFFECTFLOW_THREADS", "4"))
+# Speaker calibration's running statistics: one SQLite file per model's preprocessing, shared by the request
+# workers; AFFECTFLOW_VOICES_DIR puts it on a volume that outlives the server (default: the temp folder).
+VOICES_DIR = Path(os.environ.get("AFFECTFLOW_VOICES_DIR") or Path(tempfile.gettempdir(), "affectflow-voices"))
 REQUEST_TIMEOUT_S = 300  # a 10-minute timeline takes ~1 min on 2 quiet cores, ~2 min loaded
 
 
@@ -124,23 +129,26 @@ class EmotionService:
     scorer = bentoml.depends(EmotionModel)
 
     def __init__(self) -> None:
-        self.reader = ClipReader(with_bundled_backbone(self.model.path, CARD), INPUTS)
+        self.reader = ClipReader(with_bundled_backbone(self.model.path, CARD), INPUTS,
+                                 load_population(Path(self.model.path)), VoiceBook(book_path(VOICES_DIR, CARD.dataset, CARD.preprocess)))
         self.layout = Layout.of(self.reader.inputs, self.reader.extraction)
         self.reader.warm_up()
 
-    def _answers(self, records: list[ClipFeatures]) -> list[dict]:
-        """The answers for extracted clips, from one call of the model service (joined there with other
-        requests' clips into a batch)."""
+    def _answers(self, records: list[ClipFeatures], speaker: str | None = None) -> list[dict]:
+        """The answers for extracted clips (calibrated to ``speaker``'s voice when one is named), from one call
+        of the model service (joined there with other requests' clips into a batch)."""
+        inputs, calibration = self.reader.model_inputs(records, speaker)
         with STAGE_SECONDS.labels(stage="model").time():  # the wait for a batch included
-            packed = self.scorer.infer(pack(stack_inputs(records, self.reader.inputs), self.layout))
-        return self.reader.answers(unpack_outputs(np.asarray(packed), CARD.task, len(CARD.classes)), records)
+            packed = self.scorer.infer(pack(inputs, self.layout))
+        answers = self.reader.answers(unpack_outputs(np.asarray(packed), CARD.task, len(CARD.classes)), records)
+        return [{**answer, "calibration": calibration} for answer in answers] if calibration else answers
 
     def _rejected(self, err: Exception, video: Path) -> JSONResponse:
         """400 for a file that does not decode, 422 for one the model can find nothing in; the server's temp
         path is kept out of the message."""
         reason = str(err).replace(f"{video}: ", "").replace(str(video), "upload")
         logger.info("rejected an upload: %s", reason)
-        if isinstance(err, WindowError):
+        if isinstance(err, (WindowError, VoiceError)):
             return JSONResponse(Rejection(error=reason).model_dump(exclude_none=True), HTTPStatus.BAD_REQUEST)
         if isinstance(err, UnusableClipError):
             REJECTED.labels(reason="no usable modality").inc()
@@ -151,18 +159,30 @@ class EmotionService:
                             HTTPStatus.BAD_REQUEST)
 
     @bentoml.api(route="/predict")
-    def predict(self, video: Path) -> Prediction:
+    def predict(self, video: Path, speaker: str | None = None) -> Prediction:
         """The emotion of one uploaded clip, with its calibrated confidence and probabilities, arousal/valence,
-        the model version and the modalities used and found. 400 for a file that does not decode, 422 when
-        none of the model's modalities is usable (a silent clip for an audio model)."""
+        the model version and the modalities used and found. ``speaker`` (optional, a person's or session's id
+        of your choosing): the clip joins that voice's label-free running statistics and is aligned with them,
+        as training aligned each speaker (better after a few clips of the same voice; see the README). 400 for
+        a file that does not decode or a bad speaker id, 422 when none of the model's modalities is usable (a
+        silent clip for an audio model)."""
         try:
             with STAGE_SECONDS.labels(stage="decode+features").time():
                 record = self.reader.usable_features(video)
-        except (MediaError, UnusableClipError) as err:
+            result = self._answers([record], speaker)[0]
+        except (MediaError, UnusableClipError, VoiceError) as err:
             return self._rejected(err, video)
-        result = self._answers([record])[0]
         PREDICTIONS.labels(emotion=result.get("emotion", "affect only")).inc()
         return Prediction(**result)
+
+    @bentoml.api(route="/forget_speaker")
+    def forget_speaker(self, speaker: str) -> Forgotten:
+        """Drop what speaker calibration keeps of ``speaker`` (their running feature statistics; no audio is
+        ever kept). 400 for a bad speaker id."""
+        try:
+            return Forgotten(speaker=speaker, forgotten=self.reader.voices.forget(speaker))
+        except VoiceError as err:
+            return JSONResponse(Rejection(error=str(err)).model_dump(exclude_none=True), HTTPStatus.BAD_REQUEST)
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> Metadata:

@@ -32,12 +32,15 @@ from affectflow.packaging import (
 )
 from affectflow.predict import ModelCard, Predictor
 from affectflow.servers import free_port
+from affectflow.speakers import load_population
+from affectflow.voices import VoiceBook
 
 CLASSES = ("anger", "happiness", "sadness")
 READY_TIMEOUT_S = 90
 
 
-def save_model(model_version: str, dataset: str = "toy", modalities: tuple[str, ...] = ("video", "audio", "face")) -> str:
+def save_model(model_version: str, dataset: str = "toy", modalities: tuple[str, ...] = ("video", "audio", "face"),
+               speaker_norm: bool = False) -> str:
     """A small untrained multitask model of ``dataset`` taking ``modalities``, saved to the current BentoML
     store; returns its tag."""
     cfg = PreprocessConfig()
@@ -45,7 +48,7 @@ def save_model(model_version: str, dataset: str = "toy", modalities: tuple[str, 
     shapes = {name: array.shape[1:] for name, array in stack_inputs([blank_features(cfg)], inputs).items()}
     model = build_model(CLASSES, shapes, TrainConfig(hidden_units=16))
     card = ModelCard(CLASSES, cfg, "multitask", model_version=model_version, dataset_version="test-ds",
-                     dataset=dataset)
+                     dataset=dataset, speaker_norm=speaker_norm)
     return save_to_bentoml(model, card)
 
 
@@ -146,13 +149,32 @@ def test_saved_model_carries_its_card_and_loads_for_prediction(store, make_clip)
     assert predictor.card.classes == CLASSES
     result = predictor.predict_clip(make_clip("clip.mp4"))
     assert result["emotion"] in CLASSES and result["model_version"] == "v1"
+    assert "calibration" not in result
+
+
+def test_a_named_speaker_is_calibrated_with_the_clips_heard_so_far(store, make_clip, tmp_path):
+    stored = stored_model(save_model("v1", speaker_norm=True))
+    population = load_population(Path(stored.path))  # packaged beside the model for the request workers
+    predictor = Predictor.from_dir(stored.path, stored.metadata)
+    assert population.keys() == predictor.population.keys() == {"mfcc", "mfcc_deltas", "logmel"}
+    predictor.voices = VoiceBook(tmp_path / "voices.sqlite")
+    clips = [make_clip(f"clip{i}.mp4", seconds=1.0 + i / 4) for i in range(3)]
+    plain = predictor.predict_clip(clips[0])
+    heard = [predictor.predict_clip(clip, speaker="ann") for clip in clips]
+    assert [answer["calibration"] for answer in heard] == [{"speaker": "ann", "clips": n} for n in (1, 2, 3)]
+    assert heard[0]["probabilities"] != plain["probabilities"]  # aligned with its own voice, not the average
+    other = stored_model(save_model("v2"))
+    unnormalised = Predictor.from_dir(other.path, other.metadata)
+    unnormalised.voices = predictor.voices
+    assert unnormalised.predict_clip(clips[0], speaker="ann")["calibration"]["clips"] == 0  # and says why
 
 
 @pytest.mark.slow
 def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_clip, tmp_path):
-    tag = save_model("v1")
+    tag = save_model("v1", speaker_norm=True)
     clip = make_clip("clip.mp4", seconds=1.0).read_bytes()
-    with serving_model(store, tag, tmp_path / "serve.log") as url:
+    with serving_model(store, tag, tmp_path / "serve.log", AFFECTFLOW_VOICES_DIR=str(tmp_path / "voices")) as url:
+
         for content_type in ("application/octet-stream", "video/mp4"):
             response = upload(url, clip, content_type)
             assert response.status_code == 200, response.text
@@ -188,6 +210,17 @@ def test_served_model_answers_uploads_and_rejects_unusable_files(store, make_cli
         assert 'affectflow_rejected_uploads_total{reason="not decodable"} 2.0' in metrics
         assert 'affectflow_stage_seconds_count{stage="model"} 2.0' in metrics
         assert 'affectflow_stage_seconds_count{stage="decode+features"}' in metrics
+
+        def as_speaker(speaker: str) -> httpx.Response:  # curl -F video=@clip.mp4 -F speaker=ann URL/predict
+            return httpx.post(f"{url}/predict", files={"video": ("clip.mp4", clip, "video/mp4")},
+                              data={"speaker": speaker}, timeout=60)
+
+        assert [as_speaker("ann").json()["calibration"]["clips"] for _ in range(2)] == [1, 2]
+        refused = as_speaker("ann\nbob")
+        assert refused.status_code == 400 and "speaker id" in refused.json()["error"]
+        forget = [httpx.post(f"{url}/forget_speaker", json={"speaker": "ann"}, timeout=10).json() for _ in range(2)]
+        assert [f["forgotten"] for f in forget] == [True, False]
+        assert as_speaker("ann").json()["calibration"]["clips"] == 1
 
 
 @pytest.mark.slow
