@@ -116,6 +116,7 @@ class CrossValidation:
     seconds: float = 0.0
     # clips of their speaker the alignment used -> the same models' predictions (CALIBRATION_CLIPS)
     calibrated: dict[int, pd.DataFrame] = field(default_factory=dict)
+    trained_with: tuple[str, ...] = ()   # other corpora added to every training side (``extra``), never tested
 
     def pooled(self, unaligned: bool = False) -> dict[str, float]:
         """Metrics over every clip's held-out prediction (one confusion matrix for all folds)."""
@@ -159,6 +160,7 @@ class CrossValidation:
     def to_dict(self) -> dict:
         """JSON-ready: config, per-fold results, the summary and the pooled metrics."""
         result = {"classes": list(self.classes), "k": len(self.folds), "config": self.config.to_dict(),
+                  "trained_with": list(self.trained_with),
                   "seconds": round(self.seconds, 1), "summary": self.summary(), "pooled": self.pooled(),
                   "folds": [vars(f) for f in self.folds]}
         if self.unaligned is not None:
@@ -175,8 +177,9 @@ class CrossValidation:
         folds = [{"fold": f.index, "test speakers": ", ".join(f.test_speakers),
                   "val speakers": ", ".join(f.val_speakers), "n test": f.n_test, "best epoch": f.best_epoch,
                   "UAR": f.metrics.get("uar"), "WAR": f.metrics.get("war")} for f in self.folds]
+        extra = f"; every training side also held all of {', '.join(self.trained_with)}" if self.trained_with else ""
         lines = [f"### {title}", "", f"{len(self.folds)} folds, {len(self.predictions)} clips, classes: "
-                 f"{', '.join(self.classes)}", "",
+                 f"{', '.join(self.classes)}{extra}", "",
                  markdown_table(metrics, ["metric", "mean ± std over folds", "pooled"]), "",
                  markdown_table(folds, ["fold", "test speakers", "val speakers", "n test", "best epoch",
                                         "UAR", "WAR"])]

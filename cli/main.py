@@ -174,16 +174,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     from affectflow.ingest import dataset_version
 
     training = training_config(args)
-    dataset_version(args.dataset, activate_home(args.home))  # an unknown dataset: one line, before any flow run
+    paths = activate_home(args.home)
+    others = args.with_datasets.split(",") if args.with_datasets else []
+    for name in [args.dataset, *others]:  # an unknown dataset or a bad grid: one line, before any flow run
+        dataset_version(name, paths)
+    if args.select:
+        from affectflow.crossval import candidate_grid
+
+        candidate_grid(training, args.select)
     common = {"dataset": args.dataset, "training": training, "home": args.home,
               "classes": args.classes.split(",") if args.classes else None, "face_backend": args.face_backend,
               "backbone": args.backbone, "audio_features": args.audio_features}
+    if not args.cv and (args.select or args.with_datasets):
+        raise UserError("--select and --with go with --cv")
     if args.cv:
         if args.dask:
             raise UserError("--dask goes with training, not --cv")
         from flows.crossval import crossval_flow
 
-        result = crossval_flow(k=args.cv, **common)
+        result = crossval_flow(k=args.cv, **common, select=args.select, with_datasets=others or None)
         _say(Path(result["report"], "crossval.md").read_text())
         _emit(result)
         return
@@ -531,6 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cv", type=int, metavar="K",
                        help="instead of training one model: K-fold speaker-independent cross-validation (every "
                             "speaker tested once); prints mean ± std per metric, writes a report, registers nothing")
+    train.add_argument("--select", metavar="GRID",
+                       help="with --cv: choose training settings inside each fold by its validation speakers (nested: "
+                            "the tested speakers never choose), e.g. \"dropout=0.3,0.5 hidden_units=64,128\" (every "
+                            "combination is fitted in every fold)")
+    train.add_argument("--with", dest="with_datasets", metavar="DATASETS",
+                       help="with --cv: comma-separated curated datasets whose clips join every fold's training side "
+                            "and are never tested, on the classes all share (unless --classes); with the same seed "
+                            "the folds are those of the run without them, for a fold-by-fold comparison")
     _add_preprocessing_options(train, "pre-trained video backbone (.keras file or SavedModel folder), frozen: its "
                                       "embeddings are computed once and cached (see docs/model.md); "
                                       "--finetune-backbone trains it inside the model")

@@ -121,3 +121,18 @@ def test_cross_validation_from_the_cli(home, tmp_path):
     assert run.data.params["k"] == "3" and run.data.params["refit"] == "True"
     assert run.data.params["preprocess_face_backend"] == "none"  # the cache `preprocess --face-backend` filled
     assert client.search_registered_models() == []
+
+    # Another corpus on every training side, and a setting chosen in each fold by its validation speakers.
+    write_synthetic_batch(home.inbox / "batch-b", clips=24, speakers=4, seed=3, seconds=1.0, dataset="other")
+    run_cli("ingest", home=home)
+    mixed = run_cli("train", "--dataset", "synthetic", "--cv", "3", "--epochs", "3", "--seed", "5", "--face-backend",
+                    "none", "--with", "other", "--select", "dropout=0.2,0.5", home=home)
+    assert mixed["pooled"]["n"] == 36  # only the dataset itself is tested
+    report = json.loads(Path(mixed["report"], "crossval.json").read_text())
+    alone = json.loads(Path(result["report"], "crossval.json").read_text())
+    assert report["trained_with"] == ["other"]
+    for fold, before in zip(report["folds"], alone["folds"], strict=True):
+        assert (fold["test_speakers"], fold["val_speakers"]) == (before["test_speakers"], before["val_speakers"])
+        assert fold["n_train"] == before["n_train"] + 24
+        assert fold["selected"] in ("dropout=0.2", "dropout=0.5") and set(fold["val_scores"]) == {"dropout=0.2",
+                                                                                                 "dropout=0.5"}
