@@ -23,7 +23,7 @@ from affectflow.features import ClipFeatures, blank_features, extract_features, 
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
 from affectflow.speakers import Statistics, align_with, population_of
-from affectflow.voices import VoiceBook, check_voice
+from affectflow.voices import MIN_CLIPS, VoiceBook, check_voice
 
 MODEL_FILENAME = "model.keras"
 # Why a modality of an upload cannot be used: what an answer without it says.
@@ -97,19 +97,22 @@ class ClipReader:
     def model_inputs(self, records: Sequence[ClipFeatures],
                      speaker: str | None = None) -> tuple[dict[str, np.ndarray], dict | None]:
         """The model's inputs for ``records`` and, for a named ``speaker``, what calibration did: the clips
-        are added to that voice's running statistics first, then aligned with them (a model trained without
-        speaker normalisation takes clips as they are, and the note says so)."""
+        are added to that voice's running statistics first, then aligned with them once the voice has
+        ``voices.MIN_CLIPS`` clips (a model trained without speaker normalisation takes clips as they are, and
+        the note says so)."""
         inputs = stack_inputs(records, self.inputs)
         if speaker is None:
             return inputs, None
         check_voice(speaker)
         if not (self.card.speaker_norm and self.population and self.voices):
-            return inputs, {"speaker": speaker, "clips": 0, "note": "this model was trained without speaker "
-                                                                    "normalisation: nothing to calibrate"}
+            return inputs, {"speaker": speaker, "clips": 0, "aligned": False,
+                            "note": "this model was trained without speaker normalisation: nothing to calibrate"}
         clips = Arrays(inputs, np.zeros(len(records), int), np.zeros((len(records), 2), np.float32),
                        np.array([speaker] * len(records)))
         own, heard = self.voices.hear(speaker, clips)
-        return align_with(clips, own, self.population).inputs, {"speaker": speaker, "clips": heard}
+        if heard < MIN_CLIPS:
+            return inputs, {"speaker": speaker, "clips": heard, "aligned": False}
+        return align_with(clips, own, self.population).inputs, {"speaker": speaker, "clips": heard, "aligned": True}
 
     def usable_features(self, path: str | Path) -> ClipFeatures:
         """Decode and extract the clip's features. Raises ``MediaError`` for a file that does not decode and

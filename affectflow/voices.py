@@ -4,8 +4,13 @@ Training aligns every speaker's audio features with the training population (``a
 service sees one clip at a time. A request that names a ``speaker`` (a person, or a session standing for
 one) adds its clip's sound to that voice's running sums (count, sum and sum of squares of every feature
 over the frames with sound; over the clips with audio for clip-level eGeMAPS) and the clip is aligned with
-the statistics so far, itself included. No label is used. After one clip the statistics are that clip's
-own; cross-validation measures how UAR grows with the clips heard (``crossval.calibration_curve``).
+the statistics so far, itself included, once the voice has ``MIN_CLIPS`` clips. No label is used.
+
+Why not from the first clip: aligned with its own statistics alone, a clip loses what it says (its loudness,
+pitch level and spectral balance are the emotion as much as the voice). Cross-validation measured it
+(``crossval.calibration_curve``, pooled UAR of held-out speakers, seed 13, MFCC + eGeMAPS): EmoDB unaligned
+0.580, aligned with 1 clip 0.168 (chance), 5 clips 0.603, 20 clips 0.731, all 0.746; RAVDESS 0.437, 0.129,
+0.477, 0.581, 0.584. Below ``MIN_CLIPS`` a clip is answered unaligned (and still joins the statistics).
 
 One SQLite file holds the voices (WAL: several request workers share it; each update is one immediate
 transaction), bounded to ``max_voices`` (the least recently heard are forgotten first); ``forget`` removes
@@ -29,6 +34,7 @@ from affectflow.names import model_name
 from affectflow.speakers import Statistics, aligned_inputs, sound_rows
 
 MAX_VOICES = 10_000
+MIN_CLIPS = 5  # clips of a voice before its statistics align it: 5 beat unaligned clips on EmoDB and RAVDESS
 # A voice id is a name a client chose: printable, bounded, never a path or a control character.
 VOICE_ID = re.compile(r"^[\w.@:+-][\w .@:+-]{0,127}$")
 

@@ -15,8 +15,10 @@ class Calibration(BaseModel):
     """What speaker calibration did for a request that named a ``speaker``."""
 
     speaker: str
-    clips: int = Field(description="clips of this speaker heard so far, this one included: the clip was aligned "
-                                   "with their label-free running statistics (0: not calibrated, see note)")
+    clips: int = Field(description="clips of this speaker heard so far, this one included (0: not calibrated, see "
+                                   "note)")
+    aligned: bool = Field(description="whether the clip was aligned with the voice's label-free running statistics: "
+                                      "from the 5th clip of a voice on (fewer say more about the clip than the voice)")
     note: str | None = None
 
 

@@ -158,11 +158,13 @@ def test_a_named_speaker_is_calibrated_with_the_clips_heard_so_far(store, make_c
     predictor = Predictor.from_dir(stored.path, stored.metadata)
     assert population.keys() == predictor.population.keys() == {"mfcc", "mfcc_deltas", "logmel"}
     predictor.voices = VoiceBook(tmp_path / "voices.sqlite")
-    clips = [make_clip(f"clip{i}.mp4", seconds=1.0 + i / 4) for i in range(3)]
-    plain = predictor.predict_clip(clips[0])
+    clips = [make_clip(f"clip{i}.mp4", seconds=1.0 + i / 4) for i in range(5)]
+    plain = [predictor.predict_clip(clip) for clip in clips]
     heard = [predictor.predict_clip(clip, speaker="ann") for clip in clips]
-    assert [answer["calibration"] for answer in heard] == [{"speaker": "ann", "clips": n} for n in (1, 2, 3)]
-    assert heard[0]["probabilities"] != plain["probabilities"]  # aligned with its own voice, not the average
+    assert [answer["calibration"] for answer in heard] == [
+        {"speaker": "ann", "clips": n, "aligned": n >= 5} for n in range(1, 6)]
+    assert heard[0]["probabilities"] == plain[0]["probabilities"]  # one clip says more about itself than the voice
+    assert heard[4]["probabilities"] != plain[4]["probabilities"]  # the fifth is aligned with the voice
     other = stored_model(save_model("v2"))
     unnormalised = Predictor.from_dir(other.path, other.metadata)
     unnormalised.voices = predictor.voices
