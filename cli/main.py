@@ -17,6 +17,7 @@ from pathlib import Path
 
 from affectflow.config import (
     AUDIO_FEATURE_SETS,
+    DEFAULT_AUDIO_FEATURES,
     DEFAULT_POLICY,
     POLICIES,
     FaceBackendName,
@@ -444,11 +445,12 @@ def _add_preprocessing_options(parser: argparse.ArgumentParser, backbone_help: s
                         help="landmarks: built-in dlib 68 points (default); openface: the FeatureExtraction binary "
                              "($AFFECTFLOW_OPENFACE_BIN); none: no face features")
     parser.add_argument("--backbone", metavar="MODEL_PATH", help=backbone_help)
-    parser.add_argument("--audio-features", default="mfcc", choices=AUDIO_FEATURE_SETS,
-                        help="mfcc: MFCC, deltas and log-mel frames (default); egemaps: openSMILE's eGeMAPS v02, "
+    parser.add_argument("--audio-features", default=DEFAULT_AUDIO_FEATURES, choices=AUDIO_FEATURE_SETS,
+                        help="mfcc: MFCC, deltas and log-mel frames; egemaps: openSMILE's eGeMAPS v02, "
                              "88 functionals per utterance (pitch, jitter, shimmer, loudness, formants; free for "
                              "research, education and private use only: commercial use needs a licence from "
-                             "audEERING); mfcc+egemaps: both. Each set has its own feature cache"),
+                             "audEERING); mfcc+egemaps: both (default: 0.04 UAR better than MFCC alone on EmoDB and "
+                             "RAVDESS, see docs/model.md). Each set has its own feature cache"),
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:

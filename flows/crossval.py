@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from prefect import flow
 
-from affectflow.config import AudioFeatureSet, FaceBackendName, TrainConfig, activate_home, preprocessing
+from affectflow.config import (
+    DEFAULT_AUDIO_FEATURES,
+    AudioFeatureSet,
+    FaceBackendName,
+    TrainConfig,
+    activate_home,
+    preprocessing,
+)
 from affectflow.crossval import shared_classes
 from affectflow.ingest import dataset_version
 from flows.naming import dataset_run_name
@@ -16,7 +23,7 @@ from tasks.crossval import crossval_report
 def crossval_flow(dataset: str = "synthetic", k: int = 5, training: TrainConfig = TrainConfig(refit=True),
                   classes: list[str] | None = None, face_backend: FaceBackendName = "landmarks",
                   backbone: str | None = None, home: str | None = None,
-                  audio_features: AudioFeatureSet = "mfcc", select: str | None = None,
+                  audio_features: AudioFeatureSet = DEFAULT_AUDIO_FEATURES, select: str | None = None,
                   with_datasets: list[str] | None = None) -> dict:
     """Estimate how a model trained on ``dataset`` does on speakers it never heard: every speaker is
     tested once, by a model trained without them. ``training.refit`` (on by default here): each fold's

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from affectflow.config import AudioFeatureSet, FaceBackendName, TrainConfig, activate_home, preprocessing
+from affectflow.config import (
+    DEFAULT_AUDIO_FEATURES,
+    AudioFeatureSet,
+    FaceBackendName,
+    TrainConfig,
+    activate_home,
+    preprocessing,
+)
 from affectflow.ingest import dataset_version, validation_report
 from affectflow.metrics import HEADLINE_METRICS
 from affectflow.registry import champion_uri, ui_links
@@ -20,7 +27,7 @@ from tasks.train import fail_open_runs, orphaned_runs, registered_model, trained
       on_crashed=[fail_open_runs], on_failure=[fail_open_runs])
 def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig(), classes: list[str] | None = None,
                face_backend: FaceBackendName = "landmarks", backbone: str | None = None, package: bool = True,
-               home: str | None = None, dask: str | None = None, audio_features: AudioFeatureSet = "mfcc") -> dict:
+               home: str | None = None, dask: str | None = None, audio_features: AudioFeatureSet = DEFAULT_AUDIO_FEATURES) -> dict:
     """Train on the curated ``dataset`` and, if the new model beats the champion, package it.
 
     ``training``: every model and optimisation setting (``TrainConfig``; the same names as the options of

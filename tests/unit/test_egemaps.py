@@ -40,10 +40,12 @@ def _emodb_clips(n: int) -> list:
     return sorted(shared_data("emodb").glob("*.wav"))[:n]
 
 
-def test_the_feature_set_is_checked_and_only_a_non_default_one_enters_the_hash():
-    assert PreprocessConfig().hash() == "cbaa00953a7f87dc"  # the pinned default: existing caches stay valid
-    old = {k: v for k, v in PreprocessConfig().to_dict().items() if k != "audio_features"}
-    assert PreprocessConfig.from_dict(old) == PreprocessConfig()  # a card from before the option
+def test_the_feature_set_is_checked_and_mfcc_alone_keeps_the_hash_it_had_before_the_option():
+    mfcc = PreprocessConfig(audio_features="mfcc")
+    assert mfcc.hash() == "cbaa00953a7f87dc"  # the pinned MFCC config: existing caches stay valid
+    assert PreprocessConfig().audio_features == "mfcc+egemaps"  # the default, chosen by cross-validation
+    old = {k: v for k, v in mfcc.to_dict().items() if k != "audio_features"}
+    assert PreprocessConfig.from_dict(old) == mfcc  # a card from before the option had MFCC only
     hashes = {PreprocessConfig(audio_features=s).hash() for s in ("mfcc", "egemaps", "mfcc+egemaps")}
     assert len(hashes) == 3
     assert (EGEMAPS.mfcc, EGEMAPS.egemaps, BOTH.mfcc, BOTH.egemaps) == (False, True, True, True)
@@ -121,7 +123,7 @@ def test_each_speakers_egemaps_are_mapped_onto_the_population():
 
 
 @pytest.mark.parametrize("cfg,expected", [
-    (PreprocessConfig(face_backend="none"), {"mfcc", "mfcc_deltas", "logmel", "audio_mask"}),
+    (replace(EGEMAPS, audio_features="mfcc"), {"mfcc", "mfcc_deltas", "logmel", "audio_mask"}),
     (EGEMAPS, {"egemaps", "audio_mask"}),
     (BOTH, {"mfcc", "mfcc_deltas", "logmel", "egemaps", "audio_mask"}),
 ])
@@ -162,13 +164,13 @@ def test_a_predictor_of_an_egemaps_model_extracts_and_predicts_a_clip(tmp_path):
 
 def test_the_cli_passes_the_feature_set_to_preprocessing_and_the_flows():
     parse = build_parser().parse_args
-    assert parse(["train", "--dataset", "x"]).audio_features == "mfcc"
+    assert parse(["train", "--dataset", "x"]).audio_features == "mfcc+egemaps"
     assert parse(["train", "--dataset", "x", "--audio-features", "egemaps"]).audio_features == "egemaps"
-    assert parse(["preprocess", "a.wav", "--audio-features", "mfcc+egemaps"]).audio_features == "mfcc+egemaps"
+    assert parse(["preprocess", "a.wav", "--audio-features", "mfcc"]).audio_features == "mfcc"
     with pytest.raises(SystemExit):
         parse(["train", "--dataset", "x", "--audio-features", "compare"])
     from flows.crossval import crossval_flow
     from flows.train import train_flow
 
     for flow in (train_flow, crossval_flow):
-        assert inspect.signature(flow.fn).parameters["audio_features"].default == "mfcc"
+        assert inspect.signature(flow.fn).parameters["audio_features"].default == "mfcc+egemaps"
