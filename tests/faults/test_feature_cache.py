@@ -34,14 +34,16 @@ PREPROCESS = ["preprocess", "--face-backend", "none"]
 KILLED_WRITE = """
 import os, signal, sys
 import numpy as np
+from affectflow.features import OPTIONAL_ARRAYS, _ARRAYS
 from cli.main import main
 
 write, members, kill_at = np.lib.format.write_array, [], int(sys.argv[1])
+per_record = len(_ARRAYS) + len(OPTIONAL_ARRAYS) + 4  # save_features' arrays, then masks, duration and hash
 
 def dying(*args, **kwargs):
     write(*args, **kwargs)
     members.append(1)
-    if len(members) == (kill_at - 1) * 13 + 1:  # a record holds 13 arrays
+    if len(members) == (kill_at - 1) * per_record + 1:
         os.kill(os.getpid(), signal.SIGKILL)
 
 np.lib.format.write_array = dying

@@ -72,7 +72,7 @@ class Cluster:
                                     "--host", "127.0.0.1") for _ in range(2)]
         from distributed import Client
 
-        with Client(self.address, timeout=60) as client:
+        with Client(self.address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=120)
 
     @staticmethod
@@ -84,7 +84,7 @@ class Cluster:
         """The process id of a worker computing a chunk now."""
         from distributed import Client
 
-        with Client(self.address, timeout=30) as client:
+        with Client(self.address, timeout=30, set_as_default=False) as client:
             busy = [address for address, keys in client.processing().items() if keys]
             pids = client.run(os.getpid, workers=busy) if busy else {}
         return next(iter(pids.values()), None)
