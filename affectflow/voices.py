@@ -23,6 +23,8 @@ import io
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ from affectflow.names import model_name
 from affectflow.speakers import Statistics, aligned_inputs, sound_rows
 
 MAX_VOICES = 10_000
-MIN_CLIPS = 5  # clips of a voice before its statistics align it: 5 beat unaligned clips on EmoDB and RAVDESS
+MIN_CLIPS = 5  # clips of a voice before its statistics align it: 5 beat unaligned clips in 5 of 6 CV runs
 # A voice id is a name a client chose: printable, bounded, never a path or a control character.
 VOICE_ID = re.compile(r"^[\w.@:+-][\w .@:+-]{0,127}$")
 
@@ -104,44 +106,48 @@ class VoiceBook:
     def __init__(self, path: str | Path, max_voices: int = MAX_VOICES):
         self.path, self.max_voices = Path(path), max_voices
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS voices (voice TEXT PRIMARY KEY, clips INTEGER NOT NULL, "
                        "sums BLOB NOT NULL, heard REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS voices_heard ON voices (heard)")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode (transactions are explicit), closed afterwards."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
 
     def hear(self, voice: str, arrays: Arrays) -> tuple[Statistics, int]:
         """Add the clips in ``arrays`` to ``voice``; its statistics afterwards and the clips heard so far."""
         check_voice(voice)
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT clips, sums FROM voices WHERE voice = ?", (voice,)).fetchone()
-            clips, sums = (row[0], _unpack(row[1])) if row else (0, {})
-            clips, sums = clips + len(arrays), _added(sums, clip_sums(arrays))
-            db.execute("INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?)", (voice, clips, _pack(sums), time.time()))
-            db.execute("DELETE FROM voices WHERE voice IN (SELECT voice FROM voices ORDER BY heard DESC "
-                       "LIMIT -1 OFFSET ?)", (self.max_voices,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback()
-            raise
-        finally:
-            db.close()
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")  # read, add and write back as one step among all request workers
+            try:
+                row = db.execute("SELECT clips, sums FROM voices WHERE voice = ?", (voice,)).fetchone()
+                clips, sums = (row[0], _unpack(row[1])) if row else (0, {})
+                clips, sums = clips + len(arrays), _added(sums, clip_sums(arrays))
+                db.execute("INSERT OR REPLACE INTO voices VALUES (?, ?, ?, ?)",
+                           (voice, clips, _pack(sums), time.time()))
+                if row is None:  # only a new voice can push the book over its bound
+                    db.execute("DELETE FROM voices WHERE voice IN (SELECT voice FROM voices ORDER BY heard DESC "
+                               "LIMIT -1 OFFSET ?)", (self.max_voices,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
         return statistics(sums), clips
 
     def clips(self, voice: str) -> int:
         """Clips heard of ``voice`` (0 for a voice never heard or forgotten)."""
-        with self._connect() as db:
+        with self._connection() as db:
             row = db.execute("SELECT clips FROM voices WHERE voice = ?", (check_voice(voice),)).fetchone()
         return row[0] if row else 0
 
     def forget(self, voice: str) -> bool:
         """Drop ``voice``'s statistics; whether there were any."""
-        db = self._connect()
-        try:
+        with self._connection() as db:
             return db.execute("DELETE FROM voices WHERE voice = ?", (check_voice(voice),)).rowcount > 0
-        finally:
-            db.close()
