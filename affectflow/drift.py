@@ -51,7 +51,7 @@ from scipy import stats
 from affectflow.cache import preprocess_clips
 from affectflow.config import Paths, PreprocessConfig, preprocessing, user_setting
 from affectflow.errors import UserError
-from affectflow.features import ClipFeatures, load_features
+from affectflow.features import ClipFeatures, compiled_librosa, load_features
 from affectflow.ingest import _version, load_dataset
 from affectflow.media import decode_audio, read_audio, read_header
 from affectflow.storage import write_atomic
@@ -86,8 +86,7 @@ class UnknownBatchError(UserError, LookupError):
 
 def _pitch(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
     """Median and interquartile range of f0 (Hz) over voiced frames; NaN without any."""
-    import librosa
-
+    librosa = compiled_librosa()
     if audio.size < 1024:
         return math.nan, math.nan
     f0 = librosa.yin(audio, fmin=PITCH_RANGE_HZ[0], fmax=PITCH_RANGE_HZ[1], sr=sample_rate, frame_length=1024,

@@ -21,8 +21,9 @@ eGeMAPS v02 functionals (``egemaps``: 88 numbers per clip, from the whole decode
 padded window, whose zeros would distort them), or both. A feature the config does not ask for is an
 empty array in the record (MFCC arrays with no frames, a ``(0,)`` eGeMAPS vector), like a missing backbone.
 
-librosa's first ``mfcc`` call compiles numba code (seconds); ``config.activate_home`` points
-``NUMBA_CACHE_DIR`` at the home so later processes reuse it, and long-lived processes call ``warm_up``.
+librosa's numba code compiles on first use (seconds); ``config.activate_home`` points ``NUMBA_CACHE_DIR`` at
+the home so later processes load it instead, ``compiled_librosa`` makes processes sharing that cache take turns,
+and long-lived processes call ``warm_up``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +56,7 @@ from affectflow.media import (
     read_audio,
     read_sampled,
 )
+from affectflow.storage import file_lock
 
 # Audio whose RMS is below this (about -80 dBFS) is treated as silence: it carries no signal to learn.
 SILENCE_RMS = 1e-4
@@ -110,14 +113,36 @@ def is_silent(audio: np.ndarray) -> bool:
     return audio.size == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS
 
 
+@functools.cache
+def compiled_librosa() -> ModuleType:
+    """librosa, with the numba code of what affectflow calls compiled (or loaded from the cache) in this process
+    while holding a lock on the numba cache.
+
+    librosa's gufuncs are written to ``NUMBA_CACHE_DIR`` as two files each. Processes sharing the cache (test
+    workers, Dask workers, a server's request workers) that compile at once can leave a pair from different
+    compilations, and every process that loads it later dies of SIGSEGV (numba issue 10128). Here they take
+    turns: the first compiles and writes, the others load complete files. Later calls with the same dtypes
+    (float32 audio) use the code compiled here and leave the cache alone.
+    """
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or tempfile.gettempdir())
+    with file_lock(folder / ".affectflow-compile.lock"):
+        import librosa
+
+        tone = np.sin(np.linspace(0.0, 200.0 * np.pi, 8192, dtype=np.float32))
+        mel = librosa.feature.melspectrogram(y=tone, sr=16000, n_mels=16, n_fft=512, hop_length=160)
+        librosa.feature.delta(librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=8))
+        librosa.yin(tone, fmin=80, fmax=400, sr=16000, frame_length=1024, hop_length=256)
+        librosa.feature.rms(y=tone, frame_length=1024, hop_length=256)
+    return librosa
+
+
 def compute_audio_features(audio: np.ndarray, cfg: PreprocessConfig) -> AudioFeatures:
     """MFCC, their deltas and log-mel of fixed-length audio, time first, float32.
 
     One mel spectrogram serves all three: the MFCC are the DCT of its log (exactly what
     ``librosa.feature.mfcc(y=...)`` computes), deltas use librosa's default 9-frame window.
     """
-    import librosa
-
+    librosa = compiled_librosa()
     mel = librosa.feature.melspectrogram(
         y=fit_length(audio, cfg.audio_samples), sr=cfg.sample_rate, n_mels=cfg.n_mels, n_fft=n_fft_for(cfg),
         hop_length=cfg.hop_length, win_length=cfg.win_length)

@@ -57,7 +57,7 @@ from affectflow.cache import file_sha256
 from affectflow.config import DEFAULT_POLICY, POLICIES, IngestPolicy, Paths
 from affectflow.errors import UserError
 from affectflow.labels import LABELS_FILENAME
-from affectflow.storage import write_atomic
+from affectflow.storage import file_lock, write_atomic
 from affectflow.validation import REPORT_MD, Failure, ValidationReport, read_labels, validate_batch
 
 JOURNAL = "ingest.json"
@@ -108,13 +108,8 @@ class IngestResult:
 @contextmanager
 def ingest_lock(paths: Paths) -> Iterator[None]:
     """One mover per home at a time: renames and manifest rewrites are read-modify-write."""
-    paths.home.mkdir(parents=True, exist_ok=True)
-    with open(paths.home / ".ingest.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(paths.home / ".ingest.lock"):
+        yield
 
 
 @contextmanager

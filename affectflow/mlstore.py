@@ -23,7 +23,6 @@ it once. A store at MLflow's current schema costs one small query. Failures for 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import subprocess
@@ -32,7 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from affectflow.storage import ADVICE, StorageError, storage_cause, storage_text
+from affectflow.storage import ADVICE, StorageError, file_lock, storage_cause, storage_text
 
 TEMP_INFIX = ".init-"
 BROKEN_INFIX = ".broken-"
@@ -99,12 +98,8 @@ def holds_data(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(path.with_name(path.name + ".lock")):
+        yield
 
 
 def _remove(path: Path) -> None:

@@ -24,7 +24,6 @@ Bento serving the previous champion. ``reconcile`` finds and repairs that (``aff
 
 from __future__ import annotations
 
-import fcntl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -51,6 +50,7 @@ from affectflow.registry import (
     load_predictor,
     set_champion,
 )
+from affectflow.storage import file_lock
 
 CHALLENGER = "challenger"
 CHAMPION_SINCE = "champion_since"  # version tag: when it last became champion (what rollback goes back to)
@@ -123,14 +123,8 @@ def challenge(challenger: RegisteredModel, experiment: Experiment, config: Train
 def decision_lock(dataset: str, paths: Paths | None = None) -> Iterator[None]:
     """Hold the home's lock on ``dataset``'s champion (``<home>/locks/champion-<dataset>.lock``) while reading,
     comparing and moving aliases; the kernel releases it when a holder dies."""
-    folder = (paths or get_paths()).home / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"champion-{dataset}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock((paths or get_paths()).home / "locks" / f"champion-{dataset}.lock"):
+        yield
 
 
 def crown(model: RegisteredModel, reason: str, by: str = "gate") -> None:

@@ -1,4 +1,5 @@
-"""When the home's disk is full or read-only: recognise it, and say so in one line.
+"""Writing safely: whole files (``write_atomic``), one writer at a time (``file_lock``), and a disk that is full
+or read-only recognised and said in one line.
 
 A full disk is not a bad clip, nor a bug: every write fails until a person frees space. Work that meets it
 stops with ``StorageError`` (a ``UserError``: the command line prints it as one line and exits 2) instead
@@ -9,7 +10,10 @@ of going on with what happened to fit. ``storage_cause`` finds the cause in an e
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from affectflow.errors import UserError
@@ -61,3 +65,16 @@ def write_atomic(target: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, target)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (made, with its folder, when missing) for the block. The lock is the
+    kernel's (``flock``): processes on this machine take turns, and one that dies releases it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

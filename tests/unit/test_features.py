@@ -18,6 +18,7 @@ from affectflow.features import (
     MODEL_INPUTS,
     ClipFeatures,
     blank_features,
+    compiled_librosa,
     compute_audio_features,
     extract_features,
     fit_length,
@@ -63,7 +64,7 @@ def test_extraction_is_deterministic(make_clip):
 
 
 def test_audio_features_share_one_mel_spectrogram_with_librosa_mfcc():
-    import librosa
+    librosa = compiled_librosa()
 
     t = np.arange(SMALL.audio_samples) / SMALL.sample_rate
     tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.linspace(0, 1, t.size)).astype(np.float32)
@@ -74,6 +75,26 @@ def test_audio_features_share_one_mel_spectrogram_with_librosa_mfcc():
     np.testing.assert_allclose(sound.mfcc, direct, rtol=1e-5, atol=1e-3)
     assert np.isfinite(sound.mfcc_deltas).all() and np.abs(sound.mfcc_deltas).max() > 0
     assert sound.logmel.max() <= sound.logmel.min() + 80.0 + 1e-3  # power_to_db keeps 80 dB below the peak
+
+
+def test_processes_sharing_a_numba_cache_compile_librosa_in_turn(tmp_path):
+    """Two processes compiling librosa's gufuncs into one cache at once can corrupt it (numba issue 10128): a
+    process waits while another holds the cache's compile lock, then compiles and runs."""
+    import os
+    import sys
+
+    from affectflow.storage import file_lock
+
+    cache = tmp_path / "numba"
+    code = "from affectflow.features import compiled_librosa; compiled_librosa(); print('compiled')"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    with file_lock(cache / ".affectflow-compile.lock"):
+        child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=5)  # importing affectflow takes less; the lock keeps it from compiling
+        assert not list(cache.glob("**/*.nbc"))
+    assert child.communicate(timeout=300)[0].strip() == "compiled"
+    assert list(cache.glob("**/*.nbc"))
 
 
 def test_video_clips_decode_audio_in_process_like_the_ffmpeg_pipe(make_clip):
