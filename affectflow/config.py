@@ -289,6 +289,8 @@ class TrainConfig:
     seed: int = option(13, "seed of the split, the initialisation and the shuffling")
     audio_encoder: AudioEncoder = option("hybrid", "utterance statistics, temporal convolutions, or both")
     spec_augment: int = option(2, "time and feature masks per clip in training (0: off)")
+    augment: int = option(0, "augmented copies of each training clip's audio: gain, noise, room reverberation, "
+                             "pitch and tempo, seeded (0: off)")
     shared_layers: int = option(2, "dense layers after fusion (0-2)")
     modality_dropout: float = option(0.4, "chance per modality and clip of hiding it in training (never all)")
     class_weighting: bool = option(True, "weight cross-entropy by inverse class frequency of the training set")
@@ -305,7 +307,7 @@ class TrainConfig:
             "ccc_weight": self.ccc_weight >= 0, "dropout": 0 <= self.dropout < 1,
             "hidden_units": self.hidden_units >= 1, "patience": self.patience >= 1, "min_epochs": self.min_epochs >= 0,
             "val_fraction": 0 < self.val_fraction < 1, "test_fraction": 0 < self.test_fraction < 1,
-            "spec_augment": self.spec_augment >= 0, "shared_layers": 0 <= self.shared_layers <= 2,
+            "spec_augment": self.spec_augment >= 0, "augment": 0 <= self.augment <= 10, "shared_layers": 0 <= self.shared_layers <= 2,
             "modality_dropout": 0 <= self.modality_dropout < 1, "promote_min_uar": self.promote_min_uar >= 0,
             "promote_min_ccc": -1 <= self.promote_min_ccc <= 1,
             "task": self.task in typing.get_args(Task), "audio_encoder": self.audio_encoder in typing.get_args(AudioEncoder),

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from affectflow.arrays import Arrays, concatenate, load_arrays
-from affectflow.config import ConfigError, TrainConfig
+from affectflow.augment import copies_of, training_copies
+from affectflow.config import ConfigError, PreprocessConfig, TrainConfig
 from affectflow.evaluation import evaluate, predict_arrays, prediction_frame, score_predictions
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
@@ -78,6 +79,11 @@ class Candidate:
     config: TrainConfig
 
 
+# Settings that shape the folds or their clips, the same for every candidate of a run: compare them across runs.
+FIXED_PER_RUN = {"seed": "it sets the folds", "augment": "the copies are made once per run, for every fold",
+                 "refit": "it is the run's procedure, not a candidate's"}
+
+
 def candidate_grid(base: TrainConfig, spec: str) -> list[Candidate]:
     """Every combination of ``spec``'s values applied to ``base``: ``"dropout=0.3,0.5 hidden_units=64,128"``
     (space-separated settings, comma-separated values, ``TrainConfig`` names and types; a ``ConfigError``
@@ -87,6 +93,8 @@ def candidate_grid(base: TrainConfig, spec: str) -> list[Candidate]:
         name, _, values = item.partition("=")
         if not values:
             raise ConfigError(f"--select takes NAME=V1,V2 settings, got {item!r}")
+        if name in FIXED_PER_RUN:
+            raise ConfigError(f"--select cannot choose {name}: {FIXED_PER_RUN[name]}")
         grid[name] = [_value(text) for text in values.split(",")]
     if not grid:
         raise ConfigError("--select names no setting")
@@ -232,14 +240,16 @@ def val_speakers(speakers: Sequence[str], fraction: float, seed: int,
 
 
 def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Sequence[str] | None = None,
-                   progress: Progress = log.info, arrays: Arrays | None = None, backbone: str = "",
-                   candidates: Sequence[Candidate] = (), extra: Arrays | None = None) -> CrossValidation:
+                   progress: Progress = log.info, arrays: Arrays | None = None,
+                   preprocess: PreprocessConfig | None = None, candidates: Sequence[Candidate] = (),
+                   extra: Arrays | None = None) -> CrossValidation:
     """Train and test ``k`` times, each speaker in exactly one test fold.
 
     ``frame`` needs ``record`` (feature file), ``speaker``, ``emotion`` and optionally arousal/valence;
     ``arrays`` (already loaded for ``labelled_frame(frame, classes)``, in that order) skips reading
     the cache again. Seeds: the folds use ``config.seed``; fold ``i`` trains with ``config.seed + i``.
-    ``backbone``: the path ``config.finetune_backbone`` trains (``training.train``). ``candidates``: nested
+    ``preprocess``: the records' config, needed for ``config.augment`` (copies of each fold's training clips,
+    ``affectflow.augment``) and ``config.finetune_backbone`` (its backbone is trained). ``candidates``: nested
     selection among these configurations in every fold (``config`` then only sets the folds' seed and refit).
     ``extra``: more training clips (``extra_training``), added to every fold's training speakers.
     """
@@ -247,6 +257,8 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
     chosen = choose_classes(frame["emotion"], classes)
     frame = labelled_frame(frame, chosen)
     arrays = arrays if arrays is not None else load_arrays(frame, chosen)
+    copies = _augmented(frame, chosen, config, preprocess, progress)
+    backbone = preprocess.backbone if preprocess else ""
     speakers = frame["speaker"].astype(str)
     strata = speaker_strata(frame)
     sex_of = None if strata is None else dict(zip(speakers, strata, strict=True))
@@ -256,7 +268,10 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
         validation = val_speakers(speakers.iloc[train_side], config.val_fraction, config.seed + index, sex_of)
         is_val = speakers.iloc[train_side].isin(validation).to_numpy()
         train_idx, val_idx = train_side[~is_val], train_side[is_val]
-        training = arrays.subset(train_idx) if extra is None else concatenate([arrays.subset(train_idx), extra])
+        parts = [arrays.subset(train_idx)]
+        if copies is not None:
+            parts.append(copies[1].subset(copies_of(frame.iloc[train_idx], copies[0]).index.to_numpy()))
+        training = concatenate(parts + ([extra] if extra is not None else []))
         side = pd.Series("train", index=speakers.index)
         side.iloc[val_idx], side.iloc[test] = "val", "test"
         check_speaker_independence(speakers, side)
@@ -291,6 +306,18 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                            pd.concat(unaligned, ignore_index=True) if unaligned else None,
                            time.perf_counter() - started,
                            {n: pd.concat(parts, ignore_index=True) for n, parts in calibrated.items()})
+
+
+def _augmented(frame: pd.DataFrame, classes: Sequence[str], config: TrainConfig,
+               preprocess: PreprocessConfig | None, progress: Progress) -> tuple[pd.DataFrame, Arrays] | None:
+    """``config.augment`` copies of every clip (each joins the training side of the folds that train on its
+    clip) and their arrays, indexed alike; None without augmentation."""
+    if not config.augment:
+        return None
+    if preprocess is None:
+        raise ConfigError("augment needs the preprocessing config of the records (cross_validate(preprocess=...))")
+    copies = training_copies(frame, preprocess, config.augment, config.seed, progress).reset_index(drop=True)
+    return copies, load_arrays(copies, classes)
 
 
 def shared_classes(frames: Sequence[pd.DataFrame]) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from affectflow.arrays import Arrays, load_arrays
+from affectflow.arrays import Arrays, concatenate, load_arrays
+from affectflow.augment import training_copies
 from affectflow.breakdown import Breakdown, break_down
 from affectflow.calibration import Calibration, calibrate, scaled
 from affectflow.config import PreprocessConfig, TrainConfig
@@ -83,6 +84,9 @@ def run_experiment(frame: pd.DataFrame, preprocess: PreprocessConfig, config: Tr
     frame = labelled_frame(frame, chosen)
     frame["split"] = speaker_split(frame["speaker"], config.test_fraction, config.val_fraction, config.seed)
     sets = {name: load_arrays(frame[frame["split"] == name], chosen) for name in ("train", "val", "test")}
+    if config.augment:
+        copies = training_copies(frame[frame["split"] == "train"], preprocess, config.augment, config.seed, progress)
+        sets["train"] = concatenate([sets["train"], load_arrays(copies, chosen)])
     progress(f"training on {len(sets['train'])} clips, validating on {len(sets['val'])}, "
              f"testing on {len(sets['test'])} (speakers never shared)")
     result = train(sets["train"], sets["val"], chosen, config, progress, backbone=preprocess.backbone,

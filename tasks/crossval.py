@@ -31,7 +31,7 @@ def crossval_report(frame: pd.DataFrame, dataset: str, dataset_version: str, hom
     logger = get_run_logger()
     paths = get_paths(home)
     extra = extra_training(extra_frames, classes) if extra_frames else None
-    cv = cross_validate(frame, config, k, classes, progress=logger.info, backbone=preprocess.backbone,
+    cv = cross_validate(frame, config, k, classes, progress=logger.info, preprocess=preprocess,
                         candidates=candidate_grid(config, select) if select else (), extra=extra)
     cv = dataclasses.replace(cv, trained_with=tuple(extra_frames or ()))
     folder = paths.reports / f"crossval-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
