@@ -13,7 +13,10 @@ preprocess`` runs it, all in one run so that load from other work on the machine
 - ``local-2-thread`` and ``local-2-process``: Prefect's thread-pool task runner (the default for ``--workers 2``,
   chosen by this measurement) and its process-pool one, two workers;
 - ``dask-2``: a Dask cluster the benchmark starts (``dask scheduler`` and two ``dask worker --nthreads 1``
-  processes on loopback) through ``prefect-dask``'s ``DaskTaskRunner``.
+  processes on loopback) through ``prefect-dask``'s ``DaskTaskRunner``;
+- ``bare-2``: the machine's ceiling for two workers, a reference and not a way to run affectflow: two warm
+  processes (``multiprocessing``, started and warmed before timing), each given half of the clips in one call to
+  ``cache.preprocess_chunk``: no engine, no task states, no chunks, no tail.
 
 Per configuration: wall seconds (median over rounds), clips/s, speed-up against ``local-1`` and ``direct``, and
 overhead per clip: the worker-seconds spent per clip beyond ``direct``'s ((wall x workers - direct wall) /
@@ -46,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 CREMA_D_CLIPS = 7442
-CONFIGS = ("direct", "local-1", "local-2-process", "local-2-thread", "dask-2")
-WORKERS = {"direct": 1, "local-1": 1, "local-2-process": 2, "local-2-thread": 2, "dask-2": 2}
+CONFIGS = ("direct", "local-1", "local-2-process", "local-2-thread", "dask-2", "bare-2")
+WORKERS = {"direct": 1, "local-1": 1, "local-2-process": 2, "local-2-thread": 2, "dask-2": 2, "bare-2": 2}
 
 
 def sources() -> list[Path]:
@@ -93,7 +96,41 @@ class DaskCluster:
             process.wait(timeout=30)
 
 
-def run_config(name: str, clips: list[Path], cache: Path, dask_address: str) -> float:
+def _warm_bare_worker(clip: Path, scratch: Path) -> None:
+    """A ``bare-2`` worker's start: imports, numba code and face models loaded on one clip; then it says so."""
+    from affectflow.cache import preprocess_chunk
+    from affectflow.config import preprocessing
+
+    preprocess_chunk([clip], scratch / f"worker-{os.getpid()}", preprocessing())
+    (scratch / f"ready-{os.getpid()}").touch()
+
+
+class BarePool:
+    """Two warm processes with no engine between them and this one (``bare-2``)."""
+
+    def __init__(self, clip: Path, scratch: Path, workers: int = 2) -> None:
+        import multiprocessing
+
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.pool = multiprocessing.get_context("spawn").Pool(workers, _warm_bare_worker, (clip, scratch))
+        while len(list(scratch.glob("ready-*"))) < workers:
+            time.sleep(0.2)
+
+    def run(self, clips: list[Path], cache: Path) -> list[bool]:
+        from affectflow.cache import preprocess_chunk
+        from affectflow.config import preprocessing
+
+        half = (len(clips) + 1) // 2
+        parts = self.pool.starmap(preprocess_chunk, [(clips[:half], cache, preprocessing()),
+                                                     (clips[half:], cache, preprocessing())], chunksize=1)
+        return [r.ok for part in parts for r in part]
+
+    def stop(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def run_config(name: str, clips: list[Path], cache: Path, dask_address: str, bare: BarePool | None = None) -> float:
     """Wall seconds to fill an empty cache for ``clips``; every clip must succeed."""
     from prefect.task_runners import ProcessPoolTaskRunner
 
@@ -107,7 +144,9 @@ def run_config(name: str, clips: list[Path], cache: Path, dask_address: str) -> 
               "local-2-process": lambda: ProcessPoolTaskRunner(max_workers=2),
               "dask-2": lambda: task_runner(dask_address)}.get(name)
     started = time.perf_counter()
-    if runner is None:
+    if name == "bare-2":
+        ok = bare.run(clips, cache)
+    elif runner is None:
         ok = [r.ok for r in preprocess_clips(clips, cache, cfg)]
     else:
         ok = [line["ok"] for line in run_on(runner(), preprocess_flow, [str(c) for c in clips], cfg, str(cache))[:-1]]
@@ -179,6 +218,7 @@ def run(count: int, rounds: int, out: Path) -> dict:
         clips = make_clips(count, folder / "clips")
         started = machine()
         cluster = DaskCluster()
+        bare = BarePool(clips[0], folder / "bare-warm-up")
         walls: dict[str, list[float]] = {name: [] for name in CONFIGS}
         try:
             server = SubprocessASGIServer()  # one Prefect API for every configuration
@@ -187,11 +227,13 @@ def run(count: int, rounds: int, out: Path) -> dict:
                 warm_up(clips, folder / "warm-up", cluster.address)
                 for round_index in range(rounds):
                     for name in CONFIGS:
-                        seconds = run_config(name, clips, folder / f"cache-{name}-{round_index}", cluster.address)
+                        seconds = run_config(name, clips, folder / f"cache-{name}-{round_index}", cluster.address,
+                                             bare)
                         walls[name].append(seconds)
                         print(f"round {round_index + 1}: {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
         finally:
             cluster.stop()
+            bare.stop()
     configs = summarise(walls, count)
     result = {"benchmark": "scaling", "date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit(),
               "clips": count, "rounds": rounds, "sources": [s.name for s in sources()],
