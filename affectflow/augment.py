@@ -1,9 +1,10 @@
-"""Audio augmentation for training: seeded copies of training clips as if recorded by others, elsewhere.
+"""Audio augmentation for training: seeded copies of the training speakers, as if other voices in other rooms.
 
-Each clip with audio gets ``copies`` versions of its waveform through audiomentations' ``CHAIN``: a gain, Gaussian
+Each clip with audio gets ``copies`` versions of its waveform through audiomentations (``chain``): a gain, Gaussian
 noise at a signal-to-noise ratio, a simulated room's reverberation (pyroomacoustics), a pitch shift and a tempo
-change, each applied with its own chance. A copy's randomness is seeded by (seed, clip, copy), so a run and its
-rerun train on the same copies. The copy's audio features (MFCC, eGeMAPS, as the config asks) are computed as the
+change, each applied with its own chance. Copy k of a speaker draws its settings from one seed (seed, speaker, k)
+for all of that speaker's clips: one new voice in one new setting, as a new speaker would be; a run and its rerun
+train on the same copies. The copy's audio features (MFCC, eGeMAPS, as the config asks) are computed as the
 clip's; its video side is the clip's own. Copies are cached beside the clip's record in
 ``<config hash>.augmented-v<AUGMENT_VERSION>/`` of the feature cache and written atomically.
 
@@ -35,8 +36,8 @@ from affectflow.features import (
 )
 from affectflow.media import read_audio
 
-# Bump when CHAIN changes: cached copies made by another chain are then not reused.
-AUGMENT_VERSION = 1
+# Bump when ``chain`` or the seeding changes: cached copies made by another chain are then not reused.
+AUGMENT_VERSION = 3
 SOURCE = "source_record"  # column of a copy: the record of the clip it was made from
 
 
@@ -69,9 +70,12 @@ def _seeded(seed: int):
         np.random.set_state(saved[1])
 
 
-def copy_seed(seed: int, clip_hash: str, copy: int) -> int:
-    """The seed of one copy: the same for the same (seed, clip content, copy), unrelated across them."""
-    return int(np.random.SeedSequence([seed, int(clip_hash[:16], 16), copy]).generate_state(1)[0])
+def copy_seed(seed: int, speaker: str, copy: int) -> int:
+    """The seed of one copy of a speaker's clips: the same for the same (seed, speaker, copy), unrelated across
+    them. Every clip of a speaker's copy is drawn with one seed, so it gets the same settings (gain, noise level,
+    room, pitch, tempo): the copy is one new voice in one new setting, as a new speaker would be."""
+    text = np.frombuffer(speaker.encode(), dtype=np.uint8).astype(np.uint32)
+    return int(np.random.SeedSequence([seed, copy, *text]).generate_state(1)[0])
 
 
 def augment_audio(audio: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
@@ -96,7 +100,8 @@ def copy_path(record: str | Path, seed: int, copy: int) -> Path:
         f"{record.stem}-s{seed}-c{copy}.npz"
 
 
-def _copies_of(clip_path: str, record: str, cfg: PreprocessConfig, copies: int, seed: int) -> list[Path]:
+def _copies_of(clip_path: str, record: str, speaker: str, cfg: PreprocessConfig, copies: int,
+               seed: int) -> list[Path]:
     """The cached copies of one clip, made where missing (its audio decoded once for all of them)."""
     targets = [copy_path(record, seed, k) for k in range(1, copies + 1)]
     missing = [k for k, target in enumerate(targets, start=1) if not target.exists()]
@@ -106,7 +111,7 @@ def _copies_of(clip_path: str, record: str, cfg: PreprocessConfig, copies: int, 
             return []
         audio = read_audio(clip_path, cfg.sample_rate, max_seconds=cfg.max_clip_seconds)
         for k in missing:
-            version = augment_audio(audio, cfg.sample_rate, copy_seed(seed, Path(record).stem, k))
+            version = augment_audio(audio, cfg.sample_rate, copy_seed(seed, speaker, k))
             save_features(targets[k - 1], augmented_record(features, version, cfg))
     return targets
 
@@ -118,7 +123,8 @@ def training_copies(frame: pd.DataFrame, cfg: PreprocessConfig, copies: int, see
     (the clip) and ``record`` (its features under ``cfg``)."""
     rows = []
     for position, (_, row) in enumerate(frame.iterrows(), start=1):
-        for k, target in enumerate(_copies_of(str(row["path"]), str(row["record"]), cfg, copies, seed), start=1):
+        for k, target in enumerate(_copies_of(str(row["path"]), str(row["record"]), str(row["speaker"]), cfg, copies,
+                                                   seed), start=1):
             rows.append({**row.to_dict(), "record": str(target), "speaker": f"{row['speaker']}~{k}",
                          SOURCE: row["record"]})
         if progress and (position % 100 == 0 or position == len(frame)):

@@ -11,6 +11,7 @@ computes them, so a killed worker leaves no partial record.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,8 +55,17 @@ def _slots(runner: TaskRunner) -> int:
     return getattr(runner, "_max_workers", 1)
 
 
-def chunk_size(clips: int, slots: int) -> int:
-    return max(1, min(CHUNK_CLIPS, math.ceil(clips / (CHUNKS_PER_WORKER * slots))))
+def chunk_bounds(clips: int, slots: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk: at most ``CHUNK_CLIPS`` clips, at least ``CHUNKS_PER_WORKER`` chunks per
+    slot where there are clips enough, their number a multiple of the slots and their sizes within one clip of
+    each other, so the slots finish together: 200 clips on 2 slots are 14 chunks of 14-15, not 12 of 16 and one
+    of 8 that one worker runs alone at the end (``benchmarks/scaling.py``)."""
+    if clips == 0:
+        return []
+    count = max(math.ceil(clips / CHUNK_CLIPS), CHUNKS_PER_WORKER * slots)
+    count = min(clips, math.ceil(count / slots) * slots)
+    edges = [round(i * clips / count) for i in range(count + 1)]
+    return list(itertools.pairwise(edges))
 
 
 def _chunk_name() -> str:
@@ -84,16 +94,14 @@ def on_task_runner(clips: list[Path], cache_root: Path, cfg: PreprocessConfig) -
     """``cache.ChunkRunner`` for a flow: chunks submitted to the running flow's task runner, results yielded
     as chunks finish. A chunk that failed every try fails its clips with the reason."""
     runner = FlowRunContext.get().task_runner
-    size = chunk_size(len(clips), _slots(runner))
-    starts = range(0, len(clips), size)
-    futures = {preprocess_chunk_task.submit([str(c) for c in clips[start:start + size]], str(cache_root), cfg):
-               start for start in starts}
+    futures = {preprocess_chunk_task.submit([str(c) for c in clips[start:stop]], str(cache_root), cfg): (start, stop)
+               for start, stop in chunk_bounds(len(clips), _slots(runner))}
     for future in as_completed(list(futures)):
-        start = futures[future]
+        start, stop = futures[future]
         try:
             results = future.result()
         except Exception as err:  # noqa: BLE001 - every try failed (a worker died each time): its clips fail
-            results = _failed(clips[start:start + size], f"chunk failed after retries: {type(err).__name__}: {err}")
+            results = _failed(clips[start:stop], f"chunk failed after retries: {type(err).__name__}: {err}")
         yield start, results
 
 
