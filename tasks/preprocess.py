@@ -1,7 +1,7 @@
 """Preprocessing as Prefect work: clips in chunks, each chunk a task on the flow's task runner.
 
 Where chunks run is the flow's task runner (``task_runner``): threads of this process (Prefect's thread pool:
-measured faster here than its process pool for 200 clips, 1.48x against 1.16x for two workers on two cores: a
+measured faster here than its process pool for 200 clips, 1.54x against 1.21x for two workers on two cores: a
 process pool pays its imports on every run; ``benchmarks/scaling.py``), or a Dask cluster through ``prefect-dask`` (a ``LocalCluster`` for ``dask="local"``, an existing one
 for ``dask="tcp://host:8786"``). A clip that fails is a failed result with its reason, never a failed flow; a
 chunk whose worker died is retried (Prefect task retries; Dask also reschedules it on a live worker), and only
