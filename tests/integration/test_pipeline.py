@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 from affectflow.config import TrainConfig, activate_home
 from affectflow.registry import configure
 from affectflow.synth import SYNTH_EMOTIONS, write_synthetic_batch
+from affectflow.voices import MIN_CLIPS
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +101,13 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     clips = [str(tmp_path / "unseen" / path) for path in unseen["path"][:2]]
     last = run_cli("predict", *clips, "--dataset", "synthetic", home=home)  # one model load, a line per clip
     assert last["clip"] == clips[1] and last["seconds"] > 0 and last["emotion"] in SYNTH_EMOTIONS
+    # --speaker: the home keeps the voice between commands; from its MIN_CLIPS-th clip on, its clips are aligned
+    voice = [str(tmp_path / "unseen" / path) for path in unseen.loc[unseen["speaker"] == unseen["speaker"][0], "path"]]
+    first = run_cli("predict", *voice[:3], "--speaker", "visitor-1", home=home)
+    assert first["calibration"] == {"speaker": "visitor-1", "clips": 3, "aligned": False}
+    later = run_cli("predict", *voice[3:3 + MIN_CLIPS], "--speaker", "visitor-1", home=home)
+    assert later["calibration"] == {"speaker": "visitor-1", "clips": 3 + MIN_CLIPS, "aligned": True}
+    assert later["emotion"] in SYNTH_EMOTIONS
 
 
 def test_cross_validation_from_the_cli(home, tmp_path):
