@@ -15,6 +15,7 @@ speaker's clip is normalised, by its own recordings only.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from affectflow.cache import DAMAGED
 from affectflow.config import PreprocessConfig
 from affectflow.features import (
     ClipFeatures,
@@ -35,6 +37,8 @@ from affectflow.features import (
     silent_audio_features,
 )
 from affectflow.media import read_audio
+
+log = logging.getLogger(__name__)
 
 # Bump when ``chain`` or the seeding changes: cached copies made by another chain are then not reused.
 AUGMENT_VERSION = 3
@@ -100,11 +104,23 @@ def copy_path(record: str | Path, seed: int, copy: int) -> Path:
         f"{record.stem}-s{seed}-c{copy}.npz"
 
 
+def _usable(copy: Path) -> bool:
+    """The copy exists and reads in full; a damaged one (a disk fault: writes are atomic) is made again."""
+    if not copy.exists():
+        return False
+    try:
+        load_features(copy)
+    except DAMAGED as err:
+        log.warning("augmented copy %s is damaged (%s: %s): making it again", copy, type(err).__name__, err)
+        return False
+    return True
+
+
 def _copies_of(clip_path: str, record: str, speaker: str, cfg: PreprocessConfig, copies: int,
                seed: int) -> list[Path]:
-    """The cached copies of one clip, made where missing (its audio decoded once for all of them)."""
+    """The cached copies of one clip, made where missing or damaged (its audio decoded once for all of them)."""
     targets = [copy_path(record, seed, k) for k in range(1, copies + 1)]
-    missing = [k for k, target in enumerate(targets, start=1) if not target.exists()]
+    missing = [k for k, target in enumerate(targets, start=1) if not _usable(target)]
     if missing:
         features = load_features(record)
         if not features.audio_mask:

@@ -73,6 +73,17 @@ def test_copies_are_cached_records_with_the_clip_labels_video_and_a_speaker_of_t
     assert len({copy_seed(13, "03", 1), copy_seed(14, "03", 1), copy_seed(13, "03", 2), copy_seed(13, "08", 1)}) == 4
 
 
+def test_a_damaged_copy_is_made_again(frame):
+    copies = training_copies(frame, CFG, copies=1, seed=13)
+    damaged = copies["record"][0]
+    intact = load_features(damaged)
+    with open(damaged, "r+b") as handle:
+        handle.truncate(100)
+    again = training_copies(frame, CFG, copies=1, seed=13)
+    assert list(again["record"]) == list(copies["record"])
+    np.testing.assert_array_equal(load_features(damaged).mfcc, intact.mfcc)  # the same seeded copy, whole again
+
+
 def test_only_copies_of_training_clips_join_a_training_side(frame):
     copies = training_copies(frame, CFG, copies=1, seed=13)
     train = frame[frame["speaker"] == "03"]
