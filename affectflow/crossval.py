@@ -9,8 +9,9 @@ fold's metrics, their mean and standard deviation, and the pooled metrics of all
 
 With ``config.speaker_norm`` the test speakers' features are aligned with their own unlabelled audio
 (``affectflow.speakers``); the same models are also scored on unaligned test clips (``unaligned``), what
-a service that sees one clip of an unknown speaker gets, and aligned with only 1, 5 or 20 clips of their
-speaker (``calibrated``): what the service's speaker calibration (``affectflow.voices``) has after as many.
+a service that sees one clip of an unknown speaker gets, and aligned with only a few clips of their speaker
+(``calibrated``, ``CALIBRATION_CLIPS``): what the service's speaker calibration (``affectflow.voices``) does
+after as many.
 
 Nested selection (``candidates``): in each fold every candidate configuration is fitted on the training
 speakers and scored on the fold's validation speakers; the best one there (UAR, or mean CCC for a
@@ -43,10 +44,11 @@ from affectflow.config import ConfigError, PreprocessConfig, TrainConfig
 from affectflow.evaluation import evaluate, predict_arrays, prediction_frame, score_predictions
 from affectflow.groups import group_metrics, groups_markdown
 from affectflow.labels import choose_classes, labelled_frame
-from affectflow.speakers import aligned_for
+from affectflow.speakers import population_of
 from affectflow.splits import check_speaker_independence, speaker_folds, speaker_strata
 from affectflow.tables import markdown_table, write_report_csv
 from affectflow.training import Progress, TrainingResult, ready_for, refit, train
+from affectflow.voices import calibrated, clip_sums, statistics
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ FOLD = "fold"
 # Metrics summarised across folds (when the model has them), besides per-class recall.
 SUMMARY_METRICS: tuple[str, ...] = ("uar", "war", "macro_f1", "ccc_arousal", "ccc_valence", "ccc_mean", "mae_mean")
 # Clips of a speaker the calibration has seen, for the service-view curve (1: the clip alone).
-CALIBRATION_CLIPS: tuple[int, ...] = (1, 5, 20)
+CALIBRATION_CLIPS: tuple[int, ...] = (1, 3, 5, 10, 20)
 
 
 @dataclass
@@ -364,9 +366,11 @@ def _select(candidates: Sequence[Candidate], train_set: Arrays, val_set: Arrays,
 
 
 def calibrated_views(model: keras.Model, arrays: Arrays, sizes: Sequence[int], seed: int) -> dict[int, Arrays]:
-    """For each ``n`` in ``sizes``: every clip of ``arrays`` aligned with the statistics of ``n`` clips of its
-    speaker (itself and ``n - 1`` others drawn at random; all of them where the speaker has fewer), what
-    speaker calibration knows after ``n`` clips of a new voice. Needs ``arrays.speakers``."""
+    """For each ``n`` in ``sizes``: every clip of ``arrays`` aligned as speaker calibration aligns it after ``n``
+    clips of a new voice (``voices.calibrated``): with the running statistics of ``n`` clips of its speaker
+    (itself and ``n - 1`` others drawn at random; all of them where the speaker has fewer). Needs
+    ``arrays.speakers``."""
+    population = population_of(model)
     rng = np.random.default_rng(seed)
     views = {}
     for n in sizes:
@@ -374,7 +378,8 @@ def calibrated_views(model: keras.Model, arrays: Arrays, sizes: Sequence[int], s
         for i, speaker in enumerate(arrays.speakers):
             same = np.flatnonzero(arrays.speakers == speaker)
             group = np.concatenate([[i], rng.permutation(same[same != i])[:n - 1]])
-            clips.append(aligned_for(model, arrays.subset(group)).subset(np.array([0])))
+            own = statistics(clip_sums(arrays.subset(group)))
+            clips.append(calibrated(arrays.subset(np.array([i])), own, len(group), population))
         views[n] = concatenate(clips)
     return views
 

@@ -22,8 +22,8 @@ from affectflow.errors import UserError
 from affectflow.features import ClipFeatures, blank_features, extract_features, stack_inputs, warm_up
 from affectflow.labels import AFFECT_DIMENSIONS
 from affectflow.model import AFFECT_OUTPUT, EMOTION_OUTPUT, input_names
-from affectflow.speakers import Statistics, align_with, population_of
-from affectflow.voices import MIN_CLIPS, VoiceBook, check_voice
+from affectflow.speakers import Statistics, population_of
+from affectflow.voices import MIN_CLIPS, VoiceBook, calibrated, check_voice
 
 MODEL_FILENAME = "model.keras"
 # Why a modality of an upload cannot be used: what an answer without it says.
@@ -97,9 +97,9 @@ class ClipReader:
     def model_inputs(self, records: Sequence[ClipFeatures],
                      speaker: str | None = None) -> tuple[dict[str, np.ndarray], dict | None]:
         """The model's inputs for ``records`` and, for a named ``speaker``, what calibration did: the clips
-        are added to that voice's running statistics first, then aligned with them once the voice has
-        ``voices.MIN_CLIPS`` clips (a model trained without speaker normalisation takes clips as they are, and
-        the note says so)."""
+        are added to that voice's running statistics first, then aligned with them (shrunk towards the
+        population, ``voices.calibrated``) once the voice has ``voices.MIN_CLIPS`` clips (a model trained
+        without speaker normalisation takes clips as they are, and the note says so)."""
         inputs = stack_inputs(records, self.inputs)
         if speaker is None:
             return inputs, None
@@ -110,9 +110,9 @@ class ClipReader:
         clips = Arrays(inputs, np.zeros(len(records), int), np.zeros((len(records), 2), np.float32),
                        np.array([speaker] * len(records)))
         own, heard = self.voices.hear(speaker, clips)
-        if heard < MIN_CLIPS:
-            return inputs, {"speaker": speaker, "clips": heard, "aligned": False}
-        return align_with(clips, own, self.population).inputs, {"speaker": speaker, "clips": heard, "aligned": True}
+        aligned = heard >= MIN_CLIPS
+        note = {"speaker": speaker, "clips": heard, "aligned": aligned}
+        return (calibrated(clips, own, heard, self.population).inputs if aligned else inputs), note
 
     def usable_features(self, path: str | Path) -> ClipFeatures:
         """Decode and extract the clip's features. Raises ``MediaError`` for a file that does not decode and

@@ -96,6 +96,34 @@ def align_with(arrays: Arrays, own: Statistics, population: Statistics) -> Array
     return arrays.replace(inputs=inputs)
 
 
+# Clips of an average voice that a voice's own statistics are shrunk towards (``shrunk``). Chosen on the
+# cross-validation calibration curves (docs/model.md, "Shrinking a new voice's statistics").
+PRIOR_CLIPS = 3
+
+
+def shrunk(own: Statistics, clips: int, population: Statistics, prior_clips: float = PRIOR_CLIPS) -> Statistics:
+    """A voice's statistics from ``clips`` of its clips, shrunk towards ``population``'s as if ``prior_clips``
+    clips of the average voice had been heard beside them: per feature, the moments of the mixture with weights
+    ``n = clips`` and ``t = prior_clips``,
+
+        mean = (n m_own + t m_pop) / (n + t)
+        var  = (n (s_own^2 + (m_own - mean)^2) + t (s_pop^2 + (m_pop - mean)^2)) / (n + t).
+
+    A few clips say as much about what was said as about the voice; the prior keeps their alignment from
+    removing the emotion, and its weight fades as the voice's clips add up. Inputs ``population`` lacks are
+    kept as they are."""
+    result = dict(own)
+    for name, (mean, std) in own.items():
+        if name not in population:
+            continue
+        target_mean, target_std = population[name]
+        n, t = float(clips), float(prior_clips)
+        mixed = (n * mean + t * target_mean) / (n + t)
+        variance = (n * (std ** 2 + (mean - mixed) ** 2) + t * (target_std ** 2 + (target_mean - mixed) ** 2)) / (n + t)
+        result[name] = (mixed, np.maximum(np.sqrt(variance), 1e-6))
+    return result
+
+
 def population_of(model: keras.Model) -> Statistics:
     """The population statistics a model was trained with, read from its audio normalisers."""
     result = {}

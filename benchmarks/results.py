@@ -7,7 +7,7 @@ Runs, each in a fresh temporary home and through the ``affectflow`` command as a
 - ``affectflow demo`` (the built-in synthetic corpus: dataset version, test metrics, modality ablation);
 - ``affectflow train --dataset emodb --cv 7`` for each seed (``../shared/data/emodb``: mean ± std over folds,
   pooled metrics, per-class recall, metrics by sex, and the service's view: unaligned single clips and clips
-  aligned with 1, 5 and 20 clips of their speaker), and one plain ``affectflow train --dataset emodb`` (the
+  aligned as speaker calibration does after a few clips of their speaker), and one plain ``affectflow train --dataset emodb`` (the
   ``train-emodb`` deployment's run: one speaker-independent test split) to show beside the CV estimate;
 - the same for RAVDESS speech (``../shared/data/ravdess-speech``, ``--cv 4``: 16 actors, 4 actor-disjoint folds
   of 2 actresses and 2 actors).
@@ -167,9 +167,11 @@ def corpus_block(corpus: Corpus, measured: dict, stamp: str) -> str:
     curves = {seed: cv["calibration_curve"] for seed, cv in measured["cv"].items() if cv.get("calibration_curve")}
     if curves:
         points = list(next(iter(curves.values())))
+        counts = ", ".join(p for p in points if p.isdigit())
         lines += ["", "The service's view (pooled UAR of the same fold models): a single clip of an unknown speaker "
-                  "(unaligned), then aligned with the statistics of 1, 5 and 20 clips of its speaker (speaker "
-                  "calibration after so many requests), and with all of them (the evaluation above):", "",
+                  f"(unaligned), then aligned as speaker calibration does after {counts} clips of its speaker "
+                  "(their statistics shrunk towards the population's), and with all of them (the evaluation "
+                  "above):", "",
                   "| seed | " + " | ".join(points) + " |", "|---" * (len(points) + 1) + "|"]
         lines += [f"| {seed} | " + " | ".join(_f(curve.get(point)) for point in points) + " |"
                   for seed, curve in curves.items()]

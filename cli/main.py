@@ -584,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dataset", help="whose champion to use (needed only when several datasets have one)")
     predict.add_argument("--speaker", metavar="ID",
                          help="calibrate to this voice (a person's or session's id of your choosing): each clip joins "
-                              "the voice's label-free running statistics, kept in the home, and is aligned with them "
-                              "as training aligned each speaker; answers improve over the first clips of a voice "
+                              "the voice's label-free running statistics, kept in the home, and once a few clips of the "
+                              "voice are heard is aligned with them (shrunk towards the training population's) as training "
+                              "aligned each speaker; answers improve over the first clips of a voice "
                               "(models trained with speaker normalisation, the default)")
     predict.add_argument("--timeline", action="store_true",
                          help="emotion over time in one long video (up to 10 minutes): the model judges sliding "

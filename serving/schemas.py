@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from affectflow.voices import MIN_CLIPS
+
 
 class Modalities(BaseModel):
     used: list[str] = Field(description="the modalities the model has an encoder for (video, audio, face)")
@@ -17,8 +19,9 @@ class Calibration(BaseModel):
     speaker: str
     clips: int = Field(description="clips of this speaker heard so far, this one included (0: not calibrated, see "
                                    "note)")
-    aligned: bool = Field(description="whether the clip was aligned with the voice's label-free running statistics: "
-                                      "from the 5th clip of a voice on (fewer say more about the clip than the voice)")
+    aligned: bool = Field(description="whether the clip was aligned with the voice's label-free running statistics "
+                                      f"(shrunk towards the training population's): from clip {MIN_CLIPS} of a voice on "
+                                      "(fewer say more about the clip than the voice)")
     note: str | None = None
 
 

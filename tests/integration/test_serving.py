@@ -33,7 +33,7 @@ from affectflow.packaging import (
 from affectflow.predict import ModelCard, Predictor
 from affectflow.servers import free_port
 from affectflow.speakers import load_population
-from affectflow.voices import VoiceBook
+from affectflow.voices import MIN_CLIPS, VoiceBook
 
 CLASSES = ("anger", "happiness", "sadness")
 READY_TIMEOUT_S = 90
@@ -162,9 +162,9 @@ def test_a_named_speaker_is_calibrated_with_the_clips_heard_so_far(store, make_c
     plain = [predictor.predict_clip(clip) for clip in clips]
     heard = [predictor.predict_clip(clip, speaker="ann") for clip in clips]
     assert [answer["calibration"] for answer in heard] == [
-        {"speaker": "ann", "clips": n, "aligned": n >= 5} for n in range(1, 6)]
+        {"speaker": "ann", "clips": n, "aligned": n >= MIN_CLIPS} for n in range(1, 6)]
     assert heard[0]["probabilities"] == plain[0]["probabilities"]  # one clip says more about itself than the voice
-    assert heard[4]["probabilities"] != plain[4]["probabilities"]  # the fifth is aligned with the voice
+    assert heard[MIN_CLIPS - 1]["probabilities"] != plain[MIN_CLIPS - 1]["probabilities"]  # aligned with the voice
     other = stored_model(save_model("v2"))
     unnormalised = Predictor.from_dir(other.path, other.metadata)
     unnormalised.voices = predictor.voices

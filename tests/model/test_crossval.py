@@ -9,7 +9,7 @@ import pytest
 
 from affectflow.arrays import Arrays
 from affectflow.config import TrainConfig
-from affectflow.crossval import FOLD, Candidate, cross_validate, val_speakers, write_report
+from affectflow.crossval import CALIBRATION_CLIPS, FOLD, Candidate, cross_validate, val_speakers, write_report
 
 CLASSES = ("anger", "happiness", "sadness")
 STEPS, N_MFCC = 12, 40
@@ -77,17 +77,16 @@ def test_speaker_normalised_runs_also_score_unaligned_clips(result):
     assert plain.calibrated == {} and "calibration_curve" not in plain.to_dict()
 
 
-def test_calibration_curve_scores_the_same_clips_aligned_with_1_5_and_20_clips_of_their_speaker(result):
-    assert sorted(result.calibrated) == [1, 5, 20]
+def test_calibration_curve_scores_the_same_clips_aligned_as_calibration_does_after_so_many_clips(result):
+    assert sorted(result.calibrated) == list(CALIBRATION_CLIPS)
     for view in result.calibrated.values():
         assert sorted(view["record"]) == sorted(result.predictions["record"])
     curve = result.calibration_curve()
-    assert list(curve) == ["unaligned", "1", "5", "20", "all"]
-    # a speaker has 12 clips: calibration after 20 knows all of them, exactly the aligned evaluation
+    assert list(curve) == ["unaligned", *map(str, CALIBRATION_CLIPS), "all"]
+    # a speaker has 12 clips: after 20 calibration knows all of them, shrunk by 3 average ones: nearly the evaluation
     by_record = result.predictions.set_index("record")["predicted"]
-    assert (result.calibrated[20].set_index("record")["predicted"] == by_record.loc[
-        result.calibrated[20]["record"]]).all()
-    assert curve["20"] == curve["all"]
+    after_all = result.calibrated[20].set_index("record")["predicted"]
+    assert (after_all == by_record.loc[after_all.index]).mean() >= 0.8
     assert curve["5"] > curve["unaligned"]  # five clips of a voice already take most of its offset away
 
 

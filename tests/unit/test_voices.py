@@ -6,9 +6,9 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from affectflow.arrays import Arrays
-from affectflow.speakers import align_speakers, align_with, audio_statistics
-from affectflow.voices import VoiceBook, VoiceError, statistics
+from affectflow.arrays import Arrays, concatenate
+from affectflow.speakers import align_speakers, align_with, audio_statistics, shrunk
+from affectflow.voices import VoiceBook, VoiceError, calibrated, statistics
 
 STEPS = 30
 
@@ -42,6 +42,28 @@ def test_a_clip_aligned_with_its_voice_so_far_matches_training_alignment(tmp_pat
     np.testing.assert_allclose(align_with(last, own, population).inputs["mfcc"],
                                align_speakers(voice, population).subset(np.array([4])).inputs["mfcc"], atol=1e-4)
     assert statistics({}) == {}
+
+
+def test_shrinking_towards_the_population_is_hearing_its_average_clips_beside_the_voice():
+    voice, average = clips(4, offset=3.0), clips(3, seed=1)  # the same frames with sound in every clip
+    own, population = audio_statistics(voice), audio_statistics(average)
+    both = audio_statistics(concatenate([voice, average]))
+    for name in ("mfcc", "logmel"):
+        for part in (0, 1):  # mean, std
+            np.testing.assert_allclose(shrunk(own, 4, population, 3)[name][part], both[name][part], rtol=1e-5)
+            np.testing.assert_allclose(shrunk(own, 100_000, population, 3)[name][part], own[name][part], rtol=1e-3)
+            np.testing.assert_allclose(shrunk(own, 4, population, 0)[name][part], own[name][part])
+
+
+def test_a_few_clips_are_aligned_less_far_than_their_own_statistics_would_take_them(tmp_path):
+    voice, population = clips(2, offset=3.0), audio_statistics(clips(40, seed=1))
+    own, heard = VoiceBook(tmp_path / "voices.sqlite").hear("carol", voice)
+    sound = voice.inputs["mfcc"][:, :20]
+    gap = {name: abs(view.inputs["mfcc"][:, :20].mean() - population["mfcc"][0].mean())
+           for name, view in (("raw", voice), ("own", align_with(voice, own, population)),
+                              ("calibrated", calibrated(voice, own, heard, population)))}
+    assert gap["own"] < gap["calibrated"] < gap["raw"]  # part of the way: the prior voice stands beside the two
+    assert sound.mean() > 2.5  # the voice really was far from the population
 
 
 def _hear_many(path: str, seed: int) -> None:
