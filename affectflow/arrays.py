@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from affectflow.config import FUNCTIONAL_SETS
 from affectflow.features import (
     AUDIO_EXTRAS,
     MODEL_INPUTS,
@@ -33,7 +34,7 @@ TRAINING_INPUTS = (*MODEL_INPUTS, *AUDIO_EXTRAS)
 # Each modality's presence input and the inputs that carry it.
 MODALITIES: dict[str, tuple[str, ...]] = {
     "video": ("video_mask", "frames", "backbone"),
-    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS, "egemaps"),
+    "audio": ("audio_mask", "mfcc", *AUDIO_EXTRAS, *FUNCTIONAL_SETS),
     "face": ("face_mask", "face", "face_crops"),
 }
 

@@ -29,7 +29,7 @@ from affectflow.cache import DAMAGED
 from affectflow.config import PreprocessConfig
 from affectflow.features import (
     ClipFeatures,
-    clip_egemaps,
+    clip_functionals,
     compute_audio_features,
     is_silent,
     load_features,
@@ -94,7 +94,8 @@ def augmented_record(clip: ClipFeatures, audio: np.ndarray, cfg: PreprocessConfi
     audio_mask = 0.0 if is_silent(audio) else 1.0
     sound = compute_audio_features(audio, cfg) if audio_mask and cfg.mfcc else silent_audio_features(cfg)
     return replace(clip, mfcc=sound.mfcc, mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, audio_mask=audio_mask,
-                   audio_seconds=audio.size / cfg.sample_rate, egemaps=clip_egemaps(audio, audio_mask, cfg))
+                   audio_seconds=audio.size / cfg.sample_rate,
+                   **clip_functionals(audio, audio_mask, cfg))
 
 
 def copy_path(record: str | Path, seed: int, copy: int) -> Path:

@@ -20,9 +20,11 @@ from typing import Literal
 from affectflow.errors import ConfigError
 
 FaceBackendName = Literal["landmarks", "openface", "none"]
-# Audio features of a record: MFCC with deltas and log-mel (frames), openSMILE's eGeMAPS v02 functionals (88 per
-# clip), or both.
-AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps"]
+# Audio features of a record: MFCC with deltas and log-mel (frames), openSMILE's functionals of the clip (eGeMAPS
+# v02: 88; ComParE 2016: 6373), or frames and one set of functionals.
+AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare"]
+# The clip-level functional sets, in the order records and models hold them.
+FUNCTIONAL_SETS: tuple[str, ...] = ("egemaps", "compare")
 # Chosen by cross-validation (docs/model.md): MFCC + eGeMAPS beat MFCC alone by 0.04 UAR on EmoDB and RAVDESS.
 DEFAULT_AUDIO_FEATURES: AudioFeatureSet = "mfcc+egemaps"
 # What records and model cards written before eGeMAPS existed hold (they name no feature set).
@@ -176,7 +178,7 @@ class PreprocessConfig:
     max_clip_seconds: float = 60.0  # longer clips are rejected (labels describe one utterance)
     backbone: str = ""            # pre-trained video backbone (.keras or SavedModel), "" for none: with_backbone
     backbone_hash: str = ""       # its content hash: this, not the path, keys the cache
-    audio_features: AudioFeatureSet = DEFAULT_AUDIO_FEATURES  # MFCC/deltas/log-mel frames, eGeMAPS, or both
+    audio_features: AudioFeatureSet = DEFAULT_AUDIO_FEATURES  # MFCC/deltas/log-mel frames, functionals, or both
     version: int = 2              # bump when extraction code changes its output
 
     def __post_init__(self) -> None:
@@ -190,9 +192,9 @@ class PreprocessConfig:
         return "mfcc" in self.audio_features.split("+")
 
     @property
-    def egemaps(self) -> bool:
-        """Records hold the clip's eGeMAPS functionals."""
-        return "egemaps" in self.audio_features.split("+")
+    def functionals(self) -> tuple[str, ...]:
+        """The functional sets records hold (``FUNCTIONAL_SETS`` named in ``audio_features``)."""
+        return tuple(name for name in FUNCTIONAL_SETS if name in self.audio_features.split("+"))
 
     @property
     def audio_samples(self) -> int:

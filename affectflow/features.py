@@ -17,9 +17,10 @@ Fixed-length audio policy: the decoded audio is truncated to its first ``cfg.aud
 at the end with zeros to exactly ``cfg.audio_samples``, so every clip yields ``cfg.audio_steps`` frames
 of MFCC, deltas and log-mel. They are raw (not normalised): the model normalises with layers adapted on
 training data. ``cfg.audio_features`` chooses the audio features: those frames (``mfcc``), openSMILE's
-eGeMAPS v02 functionals (``egemaps``: 88 numbers per clip, from the whole decoded utterance, never the
-padded window, whose zeros would distort them), or both. A feature the config does not ask for is an
-empty array in the record (MFCC arrays with no frames, a ``(0,)`` eGeMAPS vector), like a missing backbone.
+functionals of the clip (``egemaps``: eGeMAPS v02, 88 numbers; ``compare``: ComParE 2016, 6373; from the whole
+decoded utterance, never the padded window, whose zeros would distort them), or frames and one set of
+functionals. A feature the config does not ask for is an empty array in the record (MFCC arrays with no frames,
+a ``(0,)`` functionals vector), like a missing backbone.
 
 librosa's numba code compiles on first use (seconds); ``config.activate_home`` points ``NUMBA_CACHE_DIR`` at
 the home so later processes load it instead, ``compiled_librosa`` makes processes sharing that cache take turns,
@@ -44,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from affectflow.backbone import BackboneError, require_backbone
-from affectflow.config import PreprocessConfig
+from affectflow.config import FUNCTIONAL_SETS, PreprocessConfig
 from affectflow.faces import analyse_faces, blank_faces, get_backend
 from affectflow.media import (
     ClipTooLong,
@@ -80,7 +81,9 @@ class ClipFeatures:
     face_table: np.ndarray    # (num_frames, len(FACE_COLUMNS)) float32, OpenFace columns (faces.to_dataframe)
     backbone: np.ndarray = dataclasses.field(  # (D,) float32 backbone embedding; (0,) without a backbone
         default_factory=lambda: np.zeros(0, np.float32))
-    egemaps: np.ndarray = dataclasses.field(  # (EGEMAPS_SIZE,) float32 functionals; (0,) when not asked for
+    egemaps: np.ndarray = dataclasses.field(  # (88,) float32 eGeMAPS functionals; (0,) when not asked for
+        default_factory=lambda: np.zeros(0, np.float32))
+    compare: np.ndarray = dataclasses.field(  # (6373,) float32 ComParE functionals; (0,) when not asked for
         default_factory=lambda: np.zeros(0, np.float32))
 
     @property
@@ -160,7 +163,9 @@ def silent_audio_features(cfg: PreprocessConfig) -> AudioFeatures:
                          np.zeros((steps, cfg.n_mels), np.float32))
 
 
-EGEMAPS_SIZE = 88  # eGeMAPS v02 functionals per clip
+# openSMILE's feature set and its functionals per clip, for each of config.FUNCTIONAL_SETS.
+FUNCTIONALS: dict[str, tuple[str, int]] = {"egemaps": ("eGeMAPSv02", 88), "compare": ("ComParE_2016", 6373)}
+EGEMAPS_SIZE = FUNCTIONALS["egemaps"][1]
 
 
 def _load_smile_library() -> None:
@@ -180,30 +185,30 @@ def _load_smile_library() -> None:
 
 
 @functools.cache
-def _smile():
-    """One openSMILE extractor per process (building it parses its configuration: 0.3 s). Each
-    ``process_signal`` call runs an openSMILE instance of its own, so threads may share the extractor."""
+def _smile(name: str):
+    """One openSMILE extractor per process and functional set (building it parses its configuration: 0.3 s).
+    Each ``process_signal`` call runs an openSMILE instance of its own, so threads may share the extractor."""
     _load_smile_library()
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+    return opensmile.Smile(feature_set=opensmile.FeatureSet[FUNCTIONALS[name][0]],
                            feature_level=opensmile.FeatureLevel.Functionals)
 
 
-def egemaps_functionals(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The ``(EGEMAPS_SIZE,)`` eGeMAPS v02 functionals of mono float32 audio (about 30-50 ms for a few
-    seconds). Clipped to [-1, 1] first (openSMILE converts to 16-bit integers, which would wrap); a
-    segment too short for openSMILE's frames (it answers NaN) gets zeros."""
-    values = _smile().process_signal(np.clip(audio, -1.0, 1.0), sample_rate).to_numpy(np.float32).reshape(-1)
+def functionals(audio: np.ndarray, sample_rate: int, name: str = "egemaps") -> np.ndarray:
+    """The functionals ``name`` (``FUNCTIONALS``) of mono float32 audio: eGeMAPS about 30-50 ms for a few
+    seconds, ComParE about 110 ms. Clipped to [-1, 1] first (openSMILE converts to 16-bit integers, which would
+    wrap); a segment too short for openSMILE's frames (it answers NaN) gets zeros."""
+    values = _smile(name).process_signal(np.clip(audio, -1.0, 1.0), sample_rate).to_numpy(np.float32).reshape(-1)
     return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def clip_egemaps(audio: np.ndarray, audio_mask: float, cfg: PreprocessConfig) -> np.ndarray:
-    """The clip's eGeMAPS functionals when ``cfg`` asks for them: zeros without usable audio (its audio mask
-    is 0 then), ``(0,)`` when ``cfg`` does not ask."""
-    if not cfg.egemaps:
-        return np.zeros(0, np.float32)
-    return egemaps_functionals(audio, cfg.sample_rate) if audio_mask else np.zeros(EGEMAPS_SIZE, np.float32)
+def clip_functionals(audio: np.ndarray, audio_mask: float, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
+    """Each functional set of a record (``config.FUNCTIONAL_SETS``): the clip's when ``cfg`` asks for it, zeros
+    without usable audio (its audio mask is 0 then), ``(0,)`` when ``cfg`` does not ask."""
+    return {name: (functionals(audio, cfg.sample_rate, name) if audio_mask
+                   else np.zeros(FUNCTIONALS[name][1], np.float32)) if name in cfg.functionals
+            else np.zeros(0, np.float32) for name in FUNCTIONAL_SETS}
 
 
 def warm_up(cfg: PreprocessConfig | None = None) -> None:
@@ -212,7 +217,7 @@ def warm_up(cfg: PreprocessConfig | None = None) -> None:
     cfg = cfg or PreprocessConfig()
     tone = np.ones(cfg.audio_samples, dtype=np.float32)
     compute_audio_features(tone, cfg)
-    clip_egemaps(tone, 1.0, cfg)
+    clip_functionals(tone, 1.0, cfg)
     get_backend(cfg.face_backend)
 
 
@@ -292,7 +297,7 @@ def extract_features(path: str | Path, cfg: PreprocessConfig,
     """Decode one clip into model inputs. Raises ``MediaError`` when neither modality is usable or the
     clip is too long, ``faces.FaceBackendError`` when the face backend cannot run at all.
 
-    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc, egemaps, backbone.
+    ``timings``, when given, receives seconds per stage: decode, audio, face, mfcc, functionals, backbone.
     """
     path = Path(path)
     with _stage(timings, "decode"):
@@ -323,15 +328,15 @@ def decoded_features(video: SampledVideo | None, audio: np.ndarray, path: str | 
         faces = analyse_faces(video, path, cfg)
     with _stage(timings, "mfcc"):
         sound = compute_audio_features(audio, cfg) if audio_mask and cfg.mfcc else silent_audio_features(cfg)
-    with _stage(timings, "egemaps"):
-        functionals = clip_egemaps(audio, audio_mask, cfg)
+    with _stage(timings, "functionals"):
+        clip_level = clip_functionals(audio, audio_mask, cfg)
     with _stage(timings, "backbone"):
         embedding = backbone_embedding(video, cfg)
     return ClipFeatures(frames=frames, mfcc=sound.mfcc, video_mask=float(video is not None), audio_mask=audio_mask,
                         audio_seconds=audio.size / cfg.sample_rate, config_hash=cfg.hash(),
                         mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, face=faces.features,
                         face_crops=faces.crops, face_present=faces.present, face_table=faces.table,
-                        backbone=embedding, egemaps=functionals)
+                        backbone=embedding, **clip_level)
 
 
 def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
@@ -342,7 +347,7 @@ def blank_features(cfg: PreprocessConfig) -> ClipFeatures:
                         audio_seconds=0.0, config_hash=cfg.hash(), mfcc_deltas=sound.mfcc_deltas,
                         logmel=sound.logmel, face=faces.features, face_crops=faces.crops,
                         face_present=faces.present, face_table=faces.table, backbone=backbone_embedding(None, cfg),
-                        egemaps=clip_egemaps(np.zeros(0, np.float32), 0.0, cfg))
+                        **clip_functionals(np.zeros(0, np.float32), 0.0, cfg))
 
 
 _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
@@ -357,6 +362,7 @@ _STACKERS: dict[str, Callable[[Sequence[ClipFeatures]], np.ndarray]] = {
     "logmel": lambda rs: np.stack([r.logmel for r in rs]).astype(np.float32, copy=False),
     "backbone": lambda rs: np.stack([r.backbone for r in rs]).astype(np.float32, copy=False),
     "egemaps": lambda rs: np.stack([r.egemaps for r in rs]).astype(np.float32, copy=False),
+    "compare": lambda rs: np.stack([r.compare for r in rs]).astype(np.float32, copy=False),
 }
 MODEL_INPUTS: tuple[str, ...] = ("frames", "mfcc", "video_mask", "audio_mask", "face", "face_crops", "face_mask")
 AUDIO_EXTRAS: tuple[str, ...] = ("mfcc_deltas", "logmel")
@@ -369,13 +375,13 @@ def stack_inputs(records: Sequence[ClipFeatures], names: Sequence[str] = MODEL_I
     ``face`` (B, T, F) float32, ``face_crops`` (B, T, C, C, 1) uint8, ``face_mask`` (B, T) float32; on
     request ``AUDIO_EXTRAS``: ``mfcc_deltas`` (B, A, 2 n_mfcc) and ``logmel`` (B, A, n_mels);
     ``backbone`` (B, D) float32, the pre-trained backbone's embeddings (D = 0 without a backbone); and
-    ``egemaps`` (B, 88) float32, the eGeMAPS functionals (B, 0 when not extracted).
+    ``egemaps`` (B, 88) and ``compare`` (B, 6373) float32, openSMILE functionals (B, 0 when not extracted).
     """
     return {name: _STACKERS[name](records) for name in names}
 
 
 _ARRAYS = ("frames", "mfcc", "mfcc_deltas", "logmel", "face", "face_crops", "face_present", "face_table")
-OPTIONAL_ARRAYS = ("backbone", "egemaps")  # records written before they existed load with the empty default
+OPTIONAL_ARRAYS = ("backbone", *FUNCTIONAL_SETS)  # records written before they existed load with the empty default
 
 
 def save_features(path: str | Path, features: ClipFeatures) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from affectflow.backbone import Backbone, trainable_backbone
-from affectflow.config import TrainConfig
+from affectflow.config import FUNCTIONAL_SETS, TrainConfig
 
 EMOTION_OUTPUT = "emotion"
 AFFECT_OUTPUT = "affect"
@@ -230,14 +230,15 @@ def _backbone_encoder(embedding, units: int, sample: np.ndarray | None):
     return layers.Dense(units, activation="relu", name="backbone_embedding")(norm(embedding))
 
 
-def _egemaps_encoder(functionals, config: TrainConfig, sample: np.ndarray | None):
-    """The clip's eGeMAPS functionals, normalised with the statistics of the training clips with audio
-    (openSMILE's raw values span orders of magnitude: Hz, dB, ratios), then one dense layer."""
-    norm = layers.Normalization(axis=-1, name="egemaps_norm")
+def _functionals_encoder(name: str, functionals, config: TrainConfig, sample: np.ndarray | None):
+    """The clip's openSMILE functionals ``name`` (eGeMAPS, ComParE), normalised with the statistics of the
+    training clips with audio (openSMILE's raw values span orders of magnitude: Hz, dB, ratios), then one dense
+    layer."""
+    norm = layers.Normalization(axis=-1, name=f"{name}_norm")
     if sample is not None:
         norm.adapt(sample)
-    x = layers.Dropout(config.dropout, name="egemaps_dropout")(norm(functionals))
-    return layers.Dense(config.hidden_units, activation="relu", name="egemaps_embedding")(x)
+    x = layers.Dropout(config.dropout, name=f"{name}_dropout")(norm(functionals))
+    return layers.Dense(config.hidden_units, activation="relu", name=f"{name}_embedding")(x)
 
 
 def _finetuned_encoder(frames, backbone: Backbone, units: int):
@@ -269,7 +270,8 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
 
     ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; an
     encoder exists for each modality whose inputs are there: video (``frames``, ``video_mask``), audio
-    (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, and/or ``egemaps``, with ``audio_mask``), face (``face``,
+    (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, and/or functionals ``egemaps``, ``compare``, with
+    ``audio_mask``), face (``face``,
     ``face_crops``, ``face_mask``), frozen backbone (``backbone`` with ``video_mask``). ``samples``
     (training arrays) adapt the normalisers. ``finetune``: a ``.keras`` backbone trained inside the model
     on ``frames``, in place of the small video CNN.
@@ -294,9 +296,10 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
     audio = []
     if "mfcc" in inputs:
         audio.append(_audio_encoder({k: inputs[k] for k in AUDIO_INPUTS if k in inputs}, config, samples))
-    if "egemaps" in inputs:
-        voiced = samples["egemaps"][samples["audio_mask"][:, 0] > 0] if "egemaps" in samples else None
-        audio.append(_egemaps_encoder(inputs["egemaps"], config, voiced if voiced is not None and len(voiced) else None))
+    for name in (n for n in FUNCTIONAL_SETS if n in inputs):
+        voiced = samples[name][samples["audio_mask"][:, 0] > 0] if name in samples else None
+        audio.append(_functionals_encoder(name, inputs[name], config,
+                                          voiced if voiced is not None and len(voiced) else None))
     if audio:  # one modality: frame features and clip functionals share the audio mask
         embeddings.append(audio[0] if len(audio) == 1 else layers.Concatenate(name="audio_parts")(audio))
         masks.append(inputs["audio_mask"])

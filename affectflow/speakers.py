@@ -24,11 +24,12 @@ import keras
 import numpy as np
 
 from affectflow.arrays import Arrays
+from affectflow.config import FUNCTIONAL_SETS
 from affectflow.model import AUDIO_INPUTS, sound_frames
 
 Statistics = dict[str, tuple[np.ndarray, np.ndarray]]  # input name -> (mean, std) per feature
-# The audio inputs aligned: frame features, then the clip-level eGeMAPS functionals.
-ALIGNED_INPUTS = (*AUDIO_INPUTS, "egemaps")
+# The audio inputs aligned: frame features, then the clip-level functionals.
+ALIGNED_INPUTS = (*AUDIO_INPUTS, *FUNCTIONAL_SETS)
 
 
 def aligned_inputs(arrays: Arrays) -> list[str]:

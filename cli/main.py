@@ -450,7 +450,9 @@ def _add_preprocessing_options(parser: argparse.ArgumentParser, backbone_help: s
                              "88 functionals per utterance (pitch, jitter, shimmer, loudness, formants; free for "
                              "research, education and private use only: commercial use needs a licence from "
                              "audEERING); mfcc+egemaps: both (default: 0.04 UAR better than MFCC alone on EmoDB and "
-                             "RAVDESS, see docs/model.md). Each set has its own feature cache"),
+                             "RAVDESS, see docs/model.md); compare, mfcc+compare: openSMILE's ComParE 2016, 6373 "
+                             "functionals per utterance (same licence) instead of eGeMAPS. Each set has its own "
+                             "feature cache"),
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:

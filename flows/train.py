@@ -33,7 +33,7 @@ def train_flow(dataset: str = "synthetic", training: TrainConfig = TrainConfig()
     ``training``: every model and optimisation setting (``TrainConfig``; the same names as the options of
     ``affectflow train``). ``classes``: train on these emotions only (the others are dropped and counted).
     ``face_backend``, ``backbone`` (a pre-trained video backbone, ``.keras`` file or SavedModel folder) and
-    ``audio_features`` (``mfcc``, ``egemaps`` or ``mfcc+egemaps``) choose the preprocessing. ``package``: build
+    ``audio_features`` (``config.AUDIO_FEATURE_SETS``) choose the preprocessing. ``package``: build
     a Bento of a new champion (off only where nothing serves).
     ``dask``: preprocess the clips on a Dask cluster (a scheduler address ``tcp://host:8786``, or ``"local"``);
     by default on this machine's cores. Its workers must see the home's clips and feature cache at the same path.

