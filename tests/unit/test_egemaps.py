@@ -144,6 +144,8 @@ def test_the_model_takes_the_inputs_of_its_feature_set(cfg, expected):
     names = [layer.name for layer in model.layers]
     assert [name for name in ("egemaps", "compare") if f"{name}_embedding" in names] == list(cfg.functionals)
     assert set(population_of(model)) == {"mfcc", "mfcc_deltas", "logmel", *cfg.functionals} & expected  # aligned
+    if "compare" in cfg.functionals:  # 6373 functionals against a few hundred clips: regularised harder
+        assert model.get_layer("compare_dropout").rate == 0.5 and model.get_layer("compare_embedding").kernel_regularizer
 
 
 def test_the_audio_mask_gates_the_egemaps_branch():
