@@ -70,9 +70,12 @@ def machine() -> dict:
 
 
 def commit() -> str:
+    """HEAD, marked ``+uncommitted`` when tracked files differ from it, except this script's own outputs (the
+    results files and the README it rewrites: the sections measured first are written before the later ones)."""
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    own = [":(exclude)" + str(path.relative_to(ROOT)) for path in (RESULTS, RESULTS.with_suffix(".md"), README)]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *own], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
     return head.stdout.strip() + ("+uncommitted" if dirty else "")
 
 
