@@ -103,10 +103,10 @@ def test_pipeline_end_to_end(prefect_harness, home, tmp_path):
     assert last["clip"] == clips[1] and last["seconds"] > 0 and last["emotion"] in SYNTH_EMOTIONS
     # --speaker: the home keeps the voice between commands; from its MIN_CLIPS-th clip on, its clips are aligned
     voice = [str(tmp_path / "unseen" / path) for path in unseen.loc[unseen["speaker"] == unseen["speaker"][0], "path"]]
-    first = run_cli("predict", *voice[:3], "--speaker", "visitor-1", home=home)
-    assert first["calibration"] == {"speaker": "visitor-1", "clips": 3, "aligned": False}
-    later = run_cli("predict", *voice[3:3 + MIN_CLIPS], "--speaker", "visitor-1", home=home)
-    assert later["calibration"] == {"speaker": "visitor-1", "clips": 3 + MIN_CLIPS, "aligned": True}
+    first = run_cli("predict", *voice[:MIN_CLIPS - 1], "--speaker", "visitor-1", home=home)
+    assert first["calibration"] == {"speaker": "visitor-1", "clips": MIN_CLIPS - 1, "aligned": False}
+    later = run_cli("predict", *voice[MIN_CLIPS - 1:MIN_CLIPS + 2], "--speaker", "visitor-1", home=home)
+    assert later["calibration"] == {"speaker": "visitor-1", "clips": MIN_CLIPS + 2, "aligned": True}
     assert later["emotion"] in SYNTH_EMOTIONS
 
 
