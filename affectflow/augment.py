@@ -94,8 +94,7 @@ def augmented_record(clip: ClipFeatures, audio: np.ndarray, cfg: PreprocessConfi
     audio_mask = 0.0 if is_silent(audio) else 1.0
     sound = compute_audio_features(audio, cfg) if audio_mask and cfg.mfcc else silent_audio_features(cfg)
     return replace(clip, mfcc=sound.mfcc, mfcc_deltas=sound.mfcc_deltas, logmel=sound.logmel, audio_mask=audio_mask,
-                   audio_seconds=audio.size / cfg.sample_rate,
-                   **clip_functionals(audio, audio_mask, cfg))
+                   audio_seconds=audio.size / cfg.sample_rate, **clip_functionals(audio, audio_mask, cfg))
 
 
 def copy_path(record: str | Path, seed: int, copy: int) -> Path:

@@ -206,9 +206,15 @@ def functionals(audio: np.ndarray, sample_rate: int, name: str = "egemaps") -> n
 def clip_functionals(audio: np.ndarray, audio_mask: float, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
     """Each functional set of a record (``config.FUNCTIONAL_SETS``): the clip's when ``cfg`` asks for it, zeros
     without usable audio (its audio mask is 0 then), ``(0,)`` when ``cfg`` does not ask."""
-    return {name: (functionals(audio, cfg.sample_rate, name) if audio_mask
-                   else np.zeros(FUNCTIONALS[name][1], np.float32)) if name in cfg.functionals
-            else np.zeros(0, np.float32) for name in FUNCTIONAL_SETS}
+    result = {}
+    for name in FUNCTIONAL_SETS:
+        if name not in cfg.functionals:
+            result[name] = np.zeros(0, np.float32)
+        elif audio_mask:
+            result[name] = functionals(audio, cfg.sample_rate, name)
+        else:
+            result[name] = np.zeros(FUNCTIONALS[name][1], np.float32)
+    return result
 
 
 def warm_up(cfg: PreprocessConfig | None = None) -> None:

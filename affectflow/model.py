@@ -279,8 +279,7 @@ def build_model(classes: Sequence[str], shapes: Mapping[str, tuple[int, ...]], c
     ``shapes`` maps input names (see ``affectflow.features.stack_inputs``) to per-clip shapes; an
     encoder exists for each modality whose inputs are there: video (``frames``, ``video_mask``), audio
     (``mfcc`` and any of ``mfcc_deltas``, ``logmel``, and/or functionals ``egemaps``, ``compare``, with
-    ``audio_mask``), face (``face``,
-    ``face_crops``, ``face_mask``), frozen backbone (``backbone`` with ``video_mask``). ``samples``
+    ``audio_mask``), face (``face``, ``face_crops``, ``face_mask``), frozen backbone (``backbone`` with ``video_mask``). ``samples``
     (training arrays) adapt the normalisers. ``finetune``: a ``.keras`` backbone trained inside the model
     on ``frames``, in place of the small video CNN.
     """
