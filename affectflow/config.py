@@ -21,8 +21,9 @@ from affectflow.errors import ConfigError
 
 FaceBackendName = Literal["landmarks", "openface", "none"]
 # Audio features of a record: MFCC with deltas and log-mel (frames), openSMILE's functionals of the clip (eGeMAPS
-# v02: 88; ComParE 2016: 6373), or frames and one set of functionals.
-AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare"]
+# v02: 88; ComParE 2016: 6373), frames and one set of functionals, or frames and both (ComParE for a linear head:
+# ``TrainConfig.linear_head``).
+AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare", "mfcc+egemaps+compare"]
 # The clip-level functional sets, in the order records and models hold them.
 FUNCTIONAL_SETS: tuple[str, ...] = ("egemaps", "compare")
 # Chosen by cross-validation (docs/model.md): MFCC + eGeMAPS beat MFCC alone by 0.04 UAR on EmoDB and RAVDESS.
@@ -263,6 +264,8 @@ def preprocessing(face_backend: str = "landmarks", backbone: str | os.PathLike[s
 
 Task = Literal["classification", "regression", "multitask"]
 AudioEncoder = Literal["stats", "conv", "hybrid"]
+# Functionals classified by a logistic regression beside the network (``affectflow.linear_head``), or none.
+LinearHead = Literal["none", "egemaps", "compare"]
 
 
 def option(default, doc: str):
@@ -293,6 +296,9 @@ class TrainConfig:
     spec_augment: int = option(2, "time and feature masks per clip in training (0: off)")
     augment: int = option(0, "augmented copies of each training clip's audio: gain, noise, room reverberation, "
                              "pitch and tempo, seeded (0: off)")
+    linear_head: LinearHead = option("none", "openSMILE functionals classified by an L2 logistic regression beside "
+                                              "the network (not fed to it), probabilities averaged; its C chosen on "
+                                              "the validation speakers (needs records with that set)")
     shared_layers: int = option(2, "dense layers after fusion (0-2)")
     modality_dropout: float = option(0.4, "chance per modality and clip of hiding it in training (never all)")
     class_weighting: bool = option(True, "weight cross-entropy by inverse class frequency of the training set")
@@ -313,6 +319,7 @@ class TrainConfig:
             "modality_dropout": 0 <= self.modality_dropout < 1, "promote_min_uar": self.promote_min_uar >= 0,
             "promote_min_ccc": -1 <= self.promote_min_ccc <= 1,
             "task": self.task in typing.get_args(Task), "audio_encoder": self.audio_encoder in typing.get_args(AudioEncoder),
+            "linear_head": self.linear_head in typing.get_args(LinearHead),
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
@@ -320,6 +327,8 @@ class TrainConfig:
                                         for name in wrong))
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("val_fraction + test_fraction must leave speakers to train on (sum < 1)")
+        if self.linear_head != "none" and self.task == "regression":
+            raise ConfigError("linear_head classifies emotions: a regression-only task has no emotion head")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> TrainConfig:

@@ -13,6 +13,7 @@ import tensorflow as tf
 from affectflow.arrays import Arrays, concatenate
 from affectflow.backbone import load_backbone
 from affectflow.config import TrainConfig
+from affectflow.linear_head import attach, choose_strength, network_inputs
 from affectflow.model import EMOTION_OUTPUT, build_model, compile_model
 from affectflow.runtime import gpus
 from affectflow.speakers import align_speakers, aligned_for, audio_statistics
@@ -82,6 +83,7 @@ class TrainingResult:
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: np.ndarray | None = None
     refit: bool = False         # the model was refit on train + val (val metrics then flatter it)
+    linear_strength: float | None = None   # C of the linear head chosen on validation (``config.linear_head``)
 
 
 def prepare(train_set: Arrays, other: Sequence[Arrays], config: TrainConfig) -> tuple[Arrays, list[Arrays]]:
@@ -165,13 +167,19 @@ def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: Tr
     Inputs are ``prepare``d first; evaluate the model on arrays passed through ``ready_for``. With
     ``config.refit`` a second fresh model is then fitted on train + val for the best epoch count, with
     the learning rates the first run used: the validation speakers' clips also teach the model.
-    ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains. ``watchers``
+    ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains. With
+    ``config.linear_head`` the network is trained without those functionals and a logistic regression on them
+    joins it (``affectflow.linear_head``), its strength chosen on the validation speakers. ``watchers``
     (Keras callbacks) see the selecting fit, whose history the result holds, not the refit.
     """
     train_ready, (val_ready,) = prepare(train_set, [val_set], config)
-    model, history = _fit(train_ready, val_ready, classes, config, config.epochs, progress, backbone=backbone,
-                          watchers=watchers)
+    model, history = _fit(network_inputs(train_ready, config), network_inputs(val_ready, config), classes, config,
+                          config.epochs, progress, backbone=backbone, watchers=watchers)
     selected = TrainingResult(model, history, best_epoch(history, config))
+    if config.linear_head != "none":
+        network_val = model.predict(network_inputs(val_ready, config).inputs, verbose=0)[EMOTION_OUTPUT]
+        selected.linear_strength = choose_strength(network_val, train_ready, val_ready, len(classes), config, progress)
+        selected.model = attach(model, train_ready, len(classes), selected.linear_strength, config)
     return refit(selected, train_set, val_set, classes, config, progress, backbone) if config.refit else selected
 
 
@@ -180,9 +188,12 @@ def refit(selected: TrainingResult, train_set: Arrays, val_set: Arrays, classes:
     """A fresh model fitted on train + val for ``selected``'s best epoch count, replaying its learning rates."""
     progress(f"refitting on train + validation for {selected.best_epoch} epochs")
     everything, _ = prepare(concatenate([train_set, val_set]), [], config)
-    model, _ = _fit(everything, None, classes, config, selected.best_epoch, progress,
+    model, _ = _fit(network_inputs(everything, config), None, classes, config, selected.best_epoch, progress,
                     selected.history.get("learning_rate", ()), backbone)
-    return TrainingResult(model, selected.history, selected.best_epoch, refit=True)
+    if selected.linear_strength is not None:
+        model = attach(model, everything, len(classes), selected.linear_strength, config)
+    return TrainingResult(model, selected.history, selected.best_epoch, refit=True,
+                          linear_strength=selected.linear_strength)
 
 
 def ready_for(model: keras.Model, arrays: Arrays, config: TrainConfig) -> Arrays:
