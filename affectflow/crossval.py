@@ -71,6 +71,7 @@ class Fold:
     metrics: dict[str, float]
     selected: str = ""                      # nested selection: the candidate the validation speakers chose
     val_scores: dict[str, float] = field(default_factory=dict)   # each candidate's score on them
+    linear_strength: float | None = None    # C of the linear head the validation speakers chose (``linear_head``)
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,15 @@ class CrossValidation:
                     "pooled": pooled.get(name)} for name, values in summary.items()]
         folds = [{"fold": f.index, "test speakers": ", ".join(f.test_speakers),
                   "val speakers": ", ".join(f.val_speakers), "n test": f.n_test, "best epoch": f.best_epoch,
-                  "UAR": f.metrics.get("uar"), "WAR": f.metrics.get("war")} for f in self.folds]
+                  "linear head C": None if f.linear_strength is None else f"{f.linear_strength:g}",
+                  "UAR": f.metrics.get("uar"), "WAR": f.metrics.get("war")}
+                 for f in self.folds]
+        linear = ["linear head C"] if any(f.linear_strength is not None for f in self.folds) else []
         extra = f"; every training side also held all of {', '.join(self.trained_with)}" if self.trained_with else ""
         lines = [f"### {title}", "", f"{len(self.folds)} folds, {len(self.predictions)} clips, classes: "
                  f"{', '.join(self.classes)}{extra}", "",
                  markdown_table(metrics, ["metric", "mean ± std over folds", "pooled"]), "",
-                 markdown_table(folds, ["fold", "test speakers", "val speakers", "n test", "best epoch",
+                 markdown_table(folds, ["fold", "test speakers", "val speakers", "n test", "best epoch", *linear,
                                         "UAR", "WAR"])]
         if self.unaligned is not None:
             unaligned = self.pooled(unaligned=True)
@@ -301,7 +305,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainConfig, k: int, classes: Se
                     prediction_frame(frame.iloc[test], predict_arrays(result.model, view), chosen).assign(**{FOLD: index}))
         metrics = score_predictions(predictions, chosen)[0]
         folds.append(Fold(index, test_speakers, validation, len(training), len(val_idx), len(test),
-                          result.best_epoch, metrics, selected, val_scores))
+                          result.best_epoch, metrics, selected, val_scores, result.linear_strength))
         progress(f"fold {index}/{k}: UAR {metrics.get('uar', float('nan')):.3f}, "
                  f"WAR {metrics.get('war', float('nan')):.3f} (best epoch {result.best_epoch})")
     return CrossValidation(chosen, config, folds, pd.concat(held_out, ignore_index=True),

@@ -267,6 +267,8 @@ def log_training(result: TrainingResult, card: ModelCard, config: TrainConfig, d
     # Only what the model takes: a corpus without faces (say) trains a model without the face inputs.
     sample_inputs = {k: sample_inputs[k] for k in input_names(result.model)}
     params = {"classes": ",".join(card.classes), "best_epoch": result.best_epoch, **(extra_params or {})}
+    if result.linear_strength is not None:  # the C the validation speakers chose (``linear_head``)
+        params["linear_head_c"] = result.linear_strength
     with (_run(f"{dataset}-{config.task}", dataset, card.dataset_version, config, card.preprocess, params,
                report, run_id) as run,
           tempfile.TemporaryDirectory() as tmp):
