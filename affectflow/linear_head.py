@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-from keras import layers, ops
+from keras import layers
 
 from affectflow.arrays import Arrays
 from affectflow.config import TrainConfig
