@@ -10,9 +10,14 @@ row``). Prefect restarts a server that failed its start-up on another port until
 ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``, so a command recovered by luck or ended in a start-up
 timeout (the issue also saw ``UNIQUE constraint failed``, which concurrent block registration can raise).
 
+Prefect reads ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` once, when it is imported: the 120 s that
+``activate_home`` puts in the environment reach child processes, not this one (it imported Prefect first and
+would wait Prefect's 20 s, too short on a loaded machine: CI once failed on it). So this process's server is
+always started here, with the timeout passed explicitly; Prefect's clients then find it running.
+
 ``start_embedded_api(paths)`` starts this process's temporary server now, under an exclusive lock on
 ``<home>/prefect/.startup.lock``, when the home's database has not been fully started once with this Prefect
-version (a marker file says so); a process that waited finds it set up and goes on. Later starts skip the lock:
+version (a marker file says so); a process that waited finds it set up and starts its own. Later starts skip the lock:
 migrating an up-to-date database and the memoised block registration only read, and concurrent starts are then
 safe (0 of 5 trials failed). It costs nothing with a server configured. The server it starts is the one
 Prefect's clients use (``SubprocessASGIServer`` keeps one instance per port), so the flow that follows finds it
@@ -52,15 +57,26 @@ def _started_before(paths: Paths) -> bool:
     return True
 
 
+def _startup_timeout() -> int:
+    """Seconds to wait for the temporary server: the environment's value (``activate_home`` sets 120)."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    return int(os.environ.get(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.name,
+                              PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+
+
 def start_embedded_api(paths: Paths) -> bool:
-    """Start the temporary Prefect API now if this home's database was never started (one process at a time);
-    returns whether it started one here. No-op with a Prefect server configured (``PREFECT_API_URL``)."""
+    """Start this process's temporary Prefect API now, the first start of a home's database one process at a
+    time; returns whether that first start happened here. No-op with a Prefect server configured
+    (``PREFECT_API_URL``)."""
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value() or _started_before(paths):
+    if PREFECT_API_URL.value():
         return False
-    from prefect.server.api.server import SubprocessASGIServer
-
+    if _started_before(paths):
+        SubprocessASGIServer().start(timeout=_startup_timeout())
+        return False
     paths.prefect_home.mkdir(parents=True, exist_ok=True)
     with open(paths.prefect_home / ".startup.lock", "a+") as lock:
         try:
@@ -70,9 +86,10 @@ def start_embedded_api(paths: Paths) -> bool:
                   file=sys.stderr, flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if _started_before(paths):  # set up by the process we waited for: start as usual, when needed
+            first = not _started_before(paths)  # else set up by the process we waited for
+            SubprocessASGIServer().start(timeout=_startup_timeout())
+            if not first:
                 return False
-            SubprocessASGIServer().start()
             marker = _marker(paths)
             temporary = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
             temporary.write_text(_database_url(), encoding="utf-8")

@@ -63,7 +63,7 @@ def test_a_train_killed_mid_fit_leaves_no_server_and_its_run_is_failed_next_time
     assert running_runs(home.mlflow_db) == [killed]  # nothing closed it: the process died outright
 
     again = subprocess.run([sys.executable, "-m", "cli", *TRAIN, "--epochs", "1", "--min-epochs", "0"], env=env,
-                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"MLflow run {killed} marked FAILED" in again.stderr
 

@@ -67,7 +67,7 @@ def toy_arrays(n: int, seed: int) -> Arrays:
 def cli(home: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = cli_env(home)
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=900)
     assert not check or done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -75,7 +75,7 @@ def cli(home: Paths, *args: str, check: bool = True) -> subprocess.CompletedProc
 def killed_after_alias(home: Paths, *args: str) -> None:
     env = cli_env(home)
     done = subprocess.run([sys.executable, "-c", KILLED_AFTER_ALIAS, *args], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
 
 

@@ -11,7 +11,7 @@ from support import shared_data
 def affectflow(*args: str, home) -> subprocess.CompletedProcess:
     env = {**os.environ, "AFFECTFLOW_HOME": str(home.home)}
     return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+                          timeout=900, check=False)
 
 
 def test_datasets_import_emodb_writes_a_batch(home, tmp_path):

@@ -142,7 +142,7 @@ def test_a_killed_dask_worker_loses_no_clip_and_the_cache_equals_a_single_proces
         time.sleep(0.05)
     assert victim is not None, "no worker was seen computing"
     os.kill(victim, signal.SIGKILL)
-    run.join(timeout=300)
+    run.join(timeout=900)
 
     *lines, summary = out["lines"]
     assert [line["clip"] for line in lines] == [str(c) for c in clips]
@@ -165,7 +165,7 @@ def test_cli_fills_the_same_cache_as_a_single_process(home: Paths, clips, refere
     thread pool)."""
     option = ["--dask", cluster.address] if where == "dask" else ["--workers", "2"]
     done = subprocess.run([sys.executable, "-m", "cli", "preprocess", *map(str, clips), *option],
-                          env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-3000:]  # the broken clip
     *lines, summary = map(json.loads, done.stdout.splitlines())
     assert [line["clip"] for line in lines if not line["ok"]] == [str(clips[-1])]

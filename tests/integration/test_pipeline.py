@@ -24,7 +24,7 @@ CHANCE = 1 / len(SYNTH_EMOTIONS)
 def run_cli(*args: str, home) -> dict:
     env = {**os.environ, "AFFECTFLOW_HOME": str(home.home)}
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=900, check=False)  # a hang guard (a loaded CI machine is slow)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

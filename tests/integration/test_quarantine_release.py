@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def affectflow(home: Paths, *args: str) -> tuple[object, str]:
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=cli_env(home), cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 

@@ -222,7 +222,7 @@ def test_two_processes_validating_into_one_project_at_once(tmp_path: Path, make_
     root = tmp_path / "gx"
     children = [subprocess.Popen([sys.executable, "-c", VALIDATE_THRICE, str(batch), str(root)],
                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    assert [(child.wait(timeout=300), child.stderr.read()) for child in children] == [(0, "")] * 2
+    assert [(child.wait(timeout=900), child.stderr.read()) for child in children] == [(0, "")] * 2
     assert len(list((root / "uncommitted" / "validations").rglob("*.json"))) == 6
     assert [c.name for c in _project(root).checkpoints.all()] == ["affectflow-demo"]
 
@@ -247,7 +247,7 @@ def test_a_project_left_half_written_by_a_killed_process_is_rebuilt(tmp_path: Pa
     for path in cut:
         path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2] + b"\x00{")
     again = subprocess.run([sys.executable, "-c", VALIDATE_ONCE, str(batch), str(root)], capture_output=True,
-                           text=True, timeout=300)
+                           text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.startswith("True ") and "damaged files" in again.stderr
     assert len(list((root / "uncommitted" / "validations").rglob("*.json"))) == 2
