@@ -78,6 +78,16 @@ class ModalityDropout(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
+def _per_frame(layer: layers.Layer, clips):
+    """``layer`` on every frame of ``clips`` (B, T, ...) at once, as one batch of B * T frames.
+
+    Not ``TimeDistributed``: over a static time axis it unrolls the layer once per frame, and 16 copies of the
+    frame CNN (and of their gradients) made building each training graph the bulk of a short fit's time.
+    """
+    frames = layer(ops.reshape(clips, (-1, *clips.shape[2:])))
+    return ops.reshape(frames, (-1, clips.shape[1], *frames.shape[1:]))
+
+
 def _conv_bn_relu(width: int) -> list[layers.Layer]:
     """A strided 3x3 convolution, batch normalisation, ReLU."""
     return [layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False), layers.BatchNormalization(),
@@ -93,7 +103,7 @@ def _video_encoder(frames, units: int):
     x = layers.Rescaling(1.0 / 255, name="frames_scale")(ops.cast(frames, "float32"))
     frame_cnn = keras.Sequential([*_conv_bn_relu(16), *_conv_bn_relu(32), *_conv_bn_relu(64),
                                   layers.GlobalAveragePooling2D()], name="frame_cnn")
-    x = layers.TimeDistributed(frame_cnn, name="per_frame")(x)
+    x = _per_frame(frame_cnn, x)
     x = layers.Conv1D(units, 3, padding="same", activation="relu", name="video_temporal")(x)
     x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     return layers.Dense(units, activation="relu", name="video_embedding")(x)
@@ -215,8 +225,7 @@ def _face_encoder(face, crops, frame_mask, units: int, face_sample: np.ndarray |
         layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
         layers.GlobalAveragePooling2D(),
     ], name="face_crop_cnn")
-    appearance = layers.TimeDistributed(crop_cnn, name="per_face_crop")(
-        layers.Rescaling(1.0 / 255, name="crops_scale")(ops.cast(crops, "float32")))
+    appearance = _per_frame(crop_cnn, layers.Rescaling(1.0 / 255, name="crops_scale")(ops.cast(crops, "float32")))
     x = layers.Concatenate()([_masked_mean_over_time(geometry, frame_mask),
                               _masked_mean_over_time(appearance, frame_mask)])
     return layers.Dense(units, activation="relu", name="face_embedding")(x)
@@ -255,7 +264,7 @@ def _finetuned_encoder(frames, backbone: Backbone, units: int):
     model = trainable_backbone(backbone)
     x = ops.cast(frames, "float32")
     if tuple(frames.shape[2:4]) != (backbone.height, backbone.width):
-        x = layers.TimeDistributed(layers.Resizing(backbone.height, backbone.width), name="backbone_resize")(x)
+        x = _per_frame(layers.Resizing(backbone.height, backbone.width, name="backbone_resize"), x)
     if not backbone.uint8_input:
         x = layers.Rescaling(1.0 / 255, name="backbone_scale")(x)
     if backbone.frames is not None and frames.shape[1] != backbone.frames:
@@ -263,7 +272,7 @@ def _finetuned_encoder(frames, backbone: Backbone, units: int):
 
         x = ops.take(x, sample_indices(frames.shape[1], backbone.frames), axis=1)
     if backbone.per_frame:
-        x = ops.mean(layers.TimeDistributed(model, name="per_frame_backbone")(x), axis=1)
+        x = ops.mean(_per_frame(model, x), axis=1)
     else:
         x = model(x)
     return layers.Dense(units, activation="relu", name="backbone_embedding")(x)
