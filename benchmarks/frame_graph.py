@@ -72,7 +72,7 @@ def measure(build, train_set: Arrays, val_set: Arrays, config: TrainConfig) -> t
     data = input_pipeline(ready, fitted.output_names, config.batch_size, config.seed,  # as ``train`` fed it
                           class_weights(ready.labels, len(CLASSES)))
     start = time.perf_counter()
-    fitted.fit(data, epochs=config.epochs, verbose=0)
+    fitted.fit(data, epochs=config.epochs, verbose=0, shuffle=False)  # tf.data shuffles
     return first, time.perf_counter() - start
 
 
