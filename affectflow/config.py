@@ -148,7 +148,8 @@ def activate_home(home: str | os.PathLike[str] | None = None) -> Paths:
             os.environ[name] = _SET_BY_US[name] = str(value)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Without servers, each command starts Prefect's embedded API; 20 s (Prefect's default) is too short on a
-    # loaded machine (its first start also migrates the database).
+    # loaded machine (its first start also migrates the database). Prefect reads it at import: child processes see
+    # it, and ``cli.embedded_api`` passes it on explicitly for this one.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # no usage reporting from a closed network
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
