@@ -26,8 +26,9 @@ FaceBackendName = Literal["landmarks", "openface", "none"]
 AudioFeatureSet = Literal["mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare", "mfcc+egemaps+compare"]
 # The clip-level functional sets, in the order records and models hold them.
 FUNCTIONAL_SETS: tuple[str, ...] = ("egemaps", "compare")
-# Chosen by cross-validation (docs/model.md): MFCC + eGeMAPS beat MFCC alone by 0.04 UAR on EmoDB and RAVDESS.
-DEFAULT_AUDIO_FEATURES: AudioFeatureSet = "mfcc+egemaps"
+# Chosen by cross-validation (docs/model.md): MFCC + eGeMAPS beat MFCC alone by 0.04 UAR on EmoDB and RAVDESS, and
+# ComParE beside them in a linear head (``TrainConfig.linear_head`` "auto") by 0.04-0.06 more.
+DEFAULT_AUDIO_FEATURES: AudioFeatureSet = "mfcc+egemaps+compare"
 # What records and model cards written before eGeMAPS existed hold (they name no feature set).
 LEGACY_AUDIO_FEATURES: AudioFeatureSet = "mfcc"
 AUDIO_FEATURE_SETS: tuple[AudioFeatureSet, ...] = typing.get_args(AudioFeatureSet)
@@ -265,8 +266,9 @@ def preprocessing(face_backend: str = "landmarks", backbone: str | os.PathLike[s
 
 Task = Literal["classification", "regression", "multitask"]
 AudioEncoder = Literal["stats", "conv", "hybrid"]
-# Functionals classified by a logistic regression beside the network (``affectflow.linear_head``), or none.
-LinearHead = Literal["none", "egemaps", "compare"]
+# Functionals classified by a logistic regression beside the network (``affectflow.linear_head``), or none;
+# "auto": ComParE where the records hold it and the task classifies (``linear_head.resolved``).
+LinearHead = Literal["auto", "none", "egemaps", "compare"]
 
 
 def option(default, doc: str):
@@ -297,9 +299,10 @@ class TrainConfig:
     spec_augment: int = option(2, "time and feature masks per clip in training (0: off)")
     augment: int = option(0, "augmented copies of each training clip's audio: gain, noise, room reverberation, "
                              "pitch and tempo, seeded (0: off)")
-    linear_head: LinearHead = option("none", "openSMILE functionals classified by an L2 logistic regression beside "
+    linear_head: LinearHead = option("auto", "openSMILE functionals classified by an L2 logistic regression beside "
                                               "the network (not fed to it), probabilities averaged; its C chosen on "
-                                              "the validation speakers (needs records with that set)")
+                                              "the validation speakers (needs records with that set); auto: "
+                                              "compare where the records hold it and the task classifies")
     shared_layers: int = option(2, "dense layers after fusion (0-2)")
     modality_dropout: float = option(0.4, "chance per modality and clip of hiding it in training (never all)")
     class_weighting: bool = option(True, "weight cross-entropy by inverse class frequency of the training set")
@@ -328,7 +331,7 @@ class TrainConfig:
                                         for name in wrong))
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("val_fraction + test_fraction must leave speakers to train on (sum < 1)")
-        if self.linear_head != "none" and self.task == "regression":
+        if self.linear_head not in ("auto", "none") and self.task == "regression":
             raise ConfigError("linear_head classifies emotions: a regression-only task has no emotion head")
 
     @classmethod

@@ -17,6 +17,7 @@ calibration see one model whose ``<set>_norm`` layer holds the population statis
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -31,6 +32,16 @@ from affectflow.model import EMOTION_OUTPUT
 STRENGTHS: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
 # Logit of a class no training clip has: never predicted.
 ABSENT_LOGIT = -30.0
+
+
+def resolved(config: TrainConfig, train_set: Arrays) -> TrainConfig:
+    """``config`` with ``linear_head`` "auto" made concrete for ``train_set``: "compare" where its clips hold
+    ComParE functionals, the task classifies and clips with audio show two classes or more; "none" otherwise."""
+    if config.linear_head != "auto":
+        return config
+    usable = ("compare" in train_set.inputs and config.task != "regression"
+              and len(np.unique(_voiced(train_set, "compare")[1])) >= 2)
+    return replace(config, linear_head="compare" if usable else "none")
 
 
 def network_inputs(arrays: Arrays, config: TrainConfig) -> Arrays:

@@ -13,7 +13,7 @@ import tensorflow as tf
 from affectflow.arrays import Arrays, concatenate
 from affectflow.backbone import load_backbone
 from affectflow.config import TrainConfig
-from affectflow.linear_head import attach, choose_strength, network_inputs
+from affectflow.linear_head import attach, choose_strength, network_inputs, resolved
 from affectflow.model import EMOTION_OUTPUT, build_model, compile_model
 from affectflow.runtime import gpus
 from affectflow.speakers import align_speakers, aligned_for, audio_statistics
@@ -169,9 +169,11 @@ def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: Tr
     the learning rates the first run used: the validation speakers' clips also teach the model.
     ``backbone`` (``PreprocessConfig.backbone``) is what ``config.finetune_backbone`` trains. With
     ``config.linear_head`` the network is trained without those functionals and a logistic regression on them
-    joins it (``affectflow.linear_head``), its strength chosen on the validation speakers. ``watchers``
-    (Keras callbacks) see the selecting fit, whose history the result holds, not the refit.
+    joins it (``affectflow.linear_head``; "auto" resolved for ``train_set``), its strength chosen on the
+    validation speakers. ``watchers`` (Keras callbacks) see the selecting fit, whose history the result holds, not
+    the refit.
     """
+    config = resolved(config, train_set)
     train_ready, (val_ready,) = prepare(train_set, [val_set], config)
     model, history = _fit(network_inputs(train_ready, config), network_inputs(val_ready, config), classes, config,
                           config.epochs, progress, backbone=backbone, watchers=watchers)

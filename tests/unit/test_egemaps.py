@@ -44,7 +44,7 @@ def _emodb_clips(n: int) -> list:
 def test_the_feature_set_is_checked_and_mfcc_alone_keeps_the_hash_it_had_before_the_option():
     mfcc = PreprocessConfig(audio_features="mfcc")
     assert mfcc.hash() == "cbaa00953a7f87dc"  # the pinned MFCC config: existing caches stay valid
-    assert PreprocessConfig().audio_features == "mfcc+egemaps"  # the default, chosen by cross-validation
+    assert PreprocessConfig().audio_features == "mfcc+egemaps+compare"  # the default, chosen by cross-validation
     old = {k: v for k, v in mfcc.to_dict().items() if k != "audio_features"}
     assert PreprocessConfig.from_dict(old) == mfcc  # a card from before the option had MFCC only
     sets = ("mfcc", "egemaps", "mfcc+egemaps", "compare", "mfcc+compare")
@@ -176,7 +176,7 @@ def test_a_predictor_of_an_egemaps_model_extracts_and_predicts_a_clip(tmp_path):
 
 def test_the_cli_passes_the_feature_set_to_preprocessing_and_the_flows():
     parse = build_parser().parse_args
-    assert parse(["train", "--dataset", "x"]).audio_features == "mfcc+egemaps"
+    assert parse(["train", "--dataset", "x"]).audio_features == "mfcc+egemaps+compare"
     assert parse(["train", "--dataset", "x", "--audio-features", "egemaps"]).audio_features == "egemaps"
     assert parse(["preprocess", "a.wav", "--audio-features", "mfcc"]).audio_features == "mfcc"
     assert parse(["train", "--dataset", "x", "--audio-features", "mfcc+compare"]).audio_features == "mfcc+compare"
@@ -186,4 +186,4 @@ def test_the_cli_passes_the_feature_set_to_preprocessing_and_the_flows():
     from flows.train import train_flow
 
     for flow in (train_flow, crossval_flow):
-        assert inspect.signature(flow.fn).parameters["audio_features"].default == "mfcc+egemaps"
+        assert inspect.signature(flow.fn).parameters["audio_features"].default == "mfcc+egemaps+compare"

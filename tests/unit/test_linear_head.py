@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from affectflow.arrays import Arrays
 from affectflow.config import ConfigError, TrainConfig
-from affectflow.linear_head import STRENGTHS, attach, choose_strength, network_inputs
+from affectflow.linear_head import STRENGTHS, attach, choose_strength, network_inputs, resolved
 from affectflow.model import build_model, input_names
 from affectflow.speakers import population_of
 
@@ -93,3 +93,16 @@ def test_the_head_needs_its_functionals_and_an_emotion_head():
     with pytest.raises(ConfigError, match="regression-only"):
         replace(CONFIG, task="regression")
     assert network_inputs(_clips(), replace(CONFIG, linear_head="none")).inputs.keys() == _clips().inputs.keys()
+
+
+def test_auto_takes_compare_where_the_records_hold_it_and_the_task_classifies():
+    auto = replace(CONFIG, linear_head="auto")
+    assert TrainConfig().linear_head == "auto"
+    assert resolved(auto, _clips()).linear_head == "compare"
+    assert resolved(auto, _clips().replace(inputs={k: v for k, v in _clips().inputs.items() if k != "compare"})
+                    ).linear_head == "none"
+    assert resolved(replace(auto, task="regression"), _clips()).linear_head == "none"
+    assert resolved(auto, _clips(audio=0.0)).linear_head == "none"  # no clip with audio: nothing to fit
+    one_class = _clips()
+    assert resolved(auto, one_class.replace(labels=np.zeros_like(one_class.labels))).linear_head == "none"
+    assert resolved(CONFIG, _clips(audio=0.0)).linear_head == "compare"  # an explicit choice is kept
