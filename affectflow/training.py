@@ -188,6 +188,7 @@ def train(train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: Tr
 def refit(selected: TrainingResult, train_set: Arrays, val_set: Arrays, classes: Sequence[str], config: TrainConfig,
           progress: Progress = log.info, backbone: str = "") -> TrainingResult:
     """A fresh model fitted on train + val for ``selected``'s best epoch count, replaying its learning rates."""
+    config = resolved(config, train_set)
     progress(f"refitting on train + validation for {selected.best_epoch} epochs")
     everything, _ = prepare(concatenate([train_set, val_set]), [], config)
     model, _ = _fit(network_inputs(everything, config), None, classes, config, selected.best_epoch, progress,
