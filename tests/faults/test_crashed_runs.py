@@ -30,11 +30,18 @@ pytestmark = pytest.mark.slow
 TRAIN = ["train", "--dataset", "synthetic", "--face-backend", "none", "--promote-min-uar", "10"]
 
 
-def running_runs(db: Path) -> list[str]:
+def running_runs(db: Path, mode: str = "rw") -> list[str]:
+    """MLflow runs RUNNING in `db`. Read-write by default: a process killed mid-write leaves a hot journal, and only
+    a writable connection rolls it back (a read-only one fails, which once read as "no runs" here)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode={mode}", uri=True, timeout=30)) as con:
+        return [row[0] for row in con.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")]
+
+
+def open_runs_so_far(db: Path) -> list[str]:
+    """While the command runs: read-only (never creates the file), and nothing yet while it is absent or locked."""
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
-            return [row[0] for row in con.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")]
-    except sqlite3.Error:  # not created yet, or being written
+        return running_runs(db, mode="ro")
+    except sqlite3.Error:
         return []
 
 
@@ -48,7 +55,7 @@ def test_a_train_killed_mid_fit_leaves_no_server_and_its_run_is_failed_next_time
     train = subprocess.Popen([sys.executable, "-m", "cli", *TRAIN, "--epochs", "60", "--min-epochs", "60"],
                              env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 150
-    while not (open_runs := running_runs(home.mlflow_db)):
+    while not (open_runs := open_runs_so_far(home.mlflow_db)):
         assert train.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
         time.sleep(0.3)
     children = psutil.Process(train.pid).children(recursive=True)
